@@ -1,0 +1,56 @@
+"""Shared pieces of the benchmarks: data, the benchmark MLP, interleaved timing.
+
+Every figure is a ratio measured in one process, with the two sides run
+alternately so that machine noise hits both alike.
+"""
+
+import time
+
+import keras
+import numpy as np
+
+
+def mlp_data(n=8192, features=784, classes=10, seed=0):
+    """Random float32 inputs and int labels shaped like flattened MNIST."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, features), dtype=np.float32)
+    y = rng.integers(0, classes, size=(n,))
+    return x, y
+
+
+def mlp(features=784, classes=10, width=256, depth=2, seed=0):
+    """The benchmark MLP: `depth` ReLU layers of `width` units, softmax out."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((features,))
+    h = inputs
+    for _ in range(depth):
+        h = keras.layers.Dense(width, activation="relu")(h)
+    outputs = keras.layers.Dense(classes, activation="softmax")(h)
+    return keras.Model(inputs, outputs)
+
+
+def interleaved(fns, repeats=5, warmup=1):
+    """Times each zero-argument callable in `fns` (a dict), alternating them.
+
+    Returns a dict name -> list of seconds (warm-up runs dropped).
+    """
+    times = {name: [] for name in fns}
+    for r in range(warmup + repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - start
+            if r >= warmup:
+                times[name].append(elapsed)
+    return times
+
+
+def ratio(times, numerator, denominator):
+    """Median over rounds of the per-round ratio numerator / denominator."""
+    per_round = np.array(times[numerator]) / np.array(times[denominator])
+    return float(np.median(per_round))
+
+
+def figure(name, value, target, note=""):
+    """One row of the results table."""
+    return {"figure": name, "value": round(float(value), 4), "target": target, "note": note}
