@@ -14,7 +14,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(VENV)/.installed: $(PY) pyproject.toml
-	$(PY) -m pip install -q -e ".[test,tuner,plot,jax]" $(TF_PKG)
+	$(PY) -m pip install -q -e ".[test,demo,tuner,plot,jax]" $(TF_PKG)
 	touch $@
 
 demo: $(VENV)/.installed

@@ -1,7 +1,11 @@
 """Shared test set-up: every test starts from the same seed and a clean session."""
 
-import keras
-import pytest
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
