@@ -236,7 +236,8 @@ def _plot_learning_curves(rows, path):
     ax_loss.set(xlabel="epoch", ylabel="loss", title="training / validation loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
     for ax in (ax_loss, ax_acc):
-        ax.legend(fontsize="small")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
