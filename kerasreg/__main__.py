@@ -1,0 +1,7 @@
+"""`python -m kerasreg` runs the `kerasreg` console script."""
+
+import sys
+
+from kerasreg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,346 @@
+"""`kerasreg demo`: train and compare the kerasreg techniques on one split.
+
+The demo is a list of stages (`STAGES`). Every stage trains on the same data
+split with the same epoch budget and returns one or more result rows; the
+runner prints one line per stage, then one aligned table (test accuracy, NLL,
+ECE, training time), and writes `results.json` (and plots, when matplotlib is
+installed) to the output folder.
+
+Stages built so far:
+
+1. baseline MLP (Keras layers, constant learning rate).
+
+Planned (added as functions to `STAGES` once their features land): kerasreg
+Dropout + BatchNormalization + He init + step schedule; + WeightEMA;
+SnapshotEnsemble (M=5) and its parameter-averaged model; CoarseToFine search
+of learning rate and L2 with the top-3 trials as an Ensemble (`needs_tune`).
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from kerasreg import datasets
+
+DEFAULT_OUT = "kerasreg-demo"
+DEFAULT_EPOCHS = {"digits": 30, "fashion_mnist": 10}
+BATCH_SIZE = {"digits": 64, "fashion_mnist": 128}
+VALIDATION_SPLIT = 0.1
+LEARNING_RATE = 0.05
+MOMENTUM = 0.9
+HIDDEN_UNITS = (256, 128)
+# --quick: a smoke run of a few seconds.
+QUICK_EPOCHS = 2
+QUICK_MAX_TRAIN = 2000
+QUICK_MAX_VAL = 500
+ECE_BINS = 15
+
+
+@dataclasses.dataclass
+class Context:
+    """Everything a stage needs: the data split and the shared budget."""
+
+    dataset: str
+    source: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    epochs: int
+    batch_size: int
+    seed: int
+    out: str
+    quick: bool
+    tune: bool
+
+
+@dataclasses.dataclass
+class Stage:
+    """A demo stage: `fn(ctx)` trains and returns a list of result rows."""
+
+    title: str
+    fn: object
+    needs_tune: bool = False
+
+
+# --- metrics (private until kerasreg.metrics lands) ------------------------
+
+
+def _accuracy(probs, y):
+    return float(np.mean(np.argmax(probs, axis=-1) == y))
+
+
+def _nll(probs, y, eps=1e-12):
+    """Mean negative log-likelihood of the true class."""
+    p = probs[np.arange(len(y)), y]
+    return float(-np.mean(np.log(np.clip(p, eps, 1.0))))
+
+
+def _ece(probs, y, num_bins=ECE_BINS):
+    """Expected calibration error, equal-width confidence bins (Guo et al. 2017).
+
+    Sum over bins `(i/B, (i+1)/B]` of `|accuracy - mean confidence|` weighted
+    by the fraction of examples in the bin.
+    """
+    confidence = np.max(probs, axis=-1)
+    correct = np.argmax(probs, axis=-1) == y
+    bins = np.clip(np.ceil(confidence * num_bins).astype(int) - 1, 0, num_bins - 1)
+    ece = 0.0
+    for b in range(num_bins):
+        in_bin = bins == b
+        if np.any(in_bin):
+            gap = abs(np.mean(correct[in_bin]) - np.mean(confidence[in_bin]))
+            ece += np.mean(in_bin) * gap
+    return float(ece)
+
+
+def _row(method, probs, ctx, train_time_s, history=None):
+    probs = np.asarray(probs, dtype=np.float64)
+    return {
+        "method": method,
+        "test_accuracy": _accuracy(probs, ctx.y_test),
+        "nll": _nll(probs, ctx.y_test),
+        "ece": _ece(probs, ctx.y_test),
+        "train_time_s": float(train_time_s),
+        "history": history or {},
+    }
+
+
+# --- shared training helpers -----------------------------------------------
+
+
+def _fit(model, ctx, **kwargs):
+    """Fits on the context's training data; returns (history dict, seconds)."""
+    validation = (ctx.x_val, ctx.y_val) if len(ctx.x_val) else None
+    start = time.perf_counter()
+    history = model.fit(
+        ctx.x_train,
+        ctx.y_train,
+        validation_data=validation,
+        epochs=ctx.epochs,
+        batch_size=ctx.batch_size,
+        verbose=0,
+        **kwargs,
+    )
+    elapsed = time.perf_counter() - start
+    curves = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    return curves, elapsed
+
+
+def _predict(model, x):
+    return model.predict(x, batch_size=1024, verbose=0)
+
+
+# --- stages ----------------------------------------------------------------
+
+
+def baseline(ctx):
+    """Stage 1: plain Keras MLP, Glorot init, SGD with a constant rate."""
+    import keras
+
+    keras.utils.set_random_seed(ctx.seed)
+    inputs = keras.Input(ctx.x_train.shape[1:])
+    h = keras.layers.Flatten()(inputs)
+    for units in HIDDEN_UNITS:
+        h = keras.layers.Dense(units, activation="relu")(h)
+    outputs = keras.layers.Dense(ctx.num_classes, activation="softmax")(h)
+    model = keras.Model(inputs, outputs, name="baseline_mlp")
+    model.compile(
+        optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=MOMENTUM),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history, seconds = _fit(model, ctx)
+    return [_row("baseline MLP", _predict(model, ctx.x_test), ctx, seconds, history)]
+
+
+STAGES = [
+    Stage("baseline MLP (Keras layers, constant learning rate)", baseline),
+]
+
+
+# --- runner ----------------------------------------------------------------
+
+
+def format_table(rows):
+    """One aligned text table of the result rows."""
+    headers = ("method", "test acc", "NLL", "ECE", "train s")
+    cells = [
+        (
+            r["method"],
+            f"{r['test_accuracy']:.4f}",
+            f"{r['nll']:.4f}",
+            f"{r['ece']:.4f}",
+            f"{r['train_time_s']:.1f}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in [headers, *cells]) for i in range(5)]
+
+    def line(c):
+        first = c[0].ljust(widths[0])
+        rest = [c[i].rjust(widths[i]) for i in range(1, 5)]
+        return "  ".join([first, *rest])
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *map(line, cells)])
+
+
+def _context(dataset, epochs, out, quick, seed, tune):
+    splits, source = datasets._load_with_source(dataset, VALIDATION_SPLIT, seed)
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = splits
+    if quick:
+        x_tr, y_tr = x_tr[:QUICK_MAX_TRAIN], y_tr[:QUICK_MAX_TRAIN]
+        x_va, y_va = x_va[:QUICK_MAX_VAL], y_va[:QUICK_MAX_VAL]
+    if epochs is None:
+        epochs = QUICK_EPOCHS if quick else DEFAULT_EPOCHS[dataset]
+    return Context(
+        dataset=dataset,
+        source=source,
+        x_train=x_tr,
+        y_train=y_tr,
+        x_val=x_va,
+        y_val=y_va,
+        x_test=x_te,
+        y_test=y_te,
+        num_classes=int(max(y_tr.max(), y_te.max())) + 1,
+        epochs=epochs,
+        batch_size=BATCH_SIZE[dataset],
+        seed=seed,
+        out=out,
+        quick=quick,
+        tune=tune,
+    )
+
+
+def _plot_learning_curves(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in rows:
+        h = r["history"]
+        for key, style in (("loss", "--"), ("val_loss", "-")):
+            if key in h:
+                ax_loss.plot(h[key], style, label=f"{r['method']} ({key})")
+        if "val_accuracy" in h:
+            ax_acc.plot(h["val_accuracy"], label=r["method"])
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="training / validation loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+    for ax in (ax_loss, ax_acc):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(
+    dataset="digits",
+    epochs=None,
+    out=DEFAULT_OUT,
+    quick=False,
+    seed=0,
+    tune=True,
+    stages=None,
+):
+    """Runs the demo stages; prints progress and the table; returns the report.
+
+    Args:
+        dataset: String. `"digits"` or `"fashion_mnist"`.
+        epochs: Integer or `None`. Epoch budget of every stage; `None` picks
+            `DEFAULT_EPOCHS[dataset]` (or `QUICK_EPOCHS` with `quick`).
+        out: String. Folder for `results.json` and the plots.
+        quick: Boolean. Smoke run: at most `QUICK_MAX_TRAIN` training
+            examples and `QUICK_EPOCHS` epochs.
+        seed: Integer. Seeds the validation split and every model.
+        tune: Boolean. Whether stages marked `needs_tune` run.
+        stages: List of `Stage` or `None` (all of `STAGES`).
+
+    Returns:
+        The dict written to `out/results.json`.
+    """
+    import keras
+
+    import kerasreg
+
+    if epochs is not None and (
+        isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
+    ):
+        raise ValueError(
+            "Invalid value received for argument `epochs`. Expected a "
+            f"positive integer. Received: epochs={epochs!r}"
+        )
+    stages = STAGES if stages is None else stages
+    start = time.perf_counter()
+    ctx = _context(dataset, epochs, out, quick, seed, tune)
+    os.makedirs(out, exist_ok=True)
+    print(
+        f"kerasreg demo: {dataset} from {ctx.source}; "
+        f"{len(ctx.x_train)} train / {len(ctx.x_val)} val / "
+        f"{len(ctx.x_test)} test; {ctx.epochs} epochs; "
+        f"backend {keras.backend.backend()}"
+    )
+    rows = []
+    for i, stage in enumerate(stages, 1):
+        prefix = f"[{i}/{len(stages)}] {stage.title}"
+        if stage.needs_tune and not tune:
+            print(f"{prefix}: skipped (--no-tune)")
+            continue
+        print(f"{prefix} ...", end="", flush=True)
+        t0 = time.perf_counter()
+        try:
+            new_rows = stage.fn(ctx)
+        except BaseException:
+            print(flush=True)  # end the stage's line before the error shows
+            raise
+        summary = ", ".join(
+            f"{r['method']} acc {r['test_accuracy']:.4f}" for r in new_rows
+        )
+        print(f" {summary} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        rows.extend(new_rows)
+
+    print()
+    print(format_table(rows))
+    report = {
+        "dataset": dataset,
+        "source": ctx.source,
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "kerasreg_version": kerasreg.__version__,
+        "epochs": ctx.epochs,
+        "batch_size": ctx.batch_size,
+        "seed": seed,
+        "quick": quick,
+        "tune": tune,
+        "sizes": {
+            "train": len(ctx.x_train),
+            "val": len(ctx.x_val),
+            "test": len(ctx.x_test),
+        },
+        "ece_bins": ECE_BINS,
+        "results": [
+            {k: v for k, v in r.items() if k != "history"} for r in rows
+        ],
+        "histories": {r["method"]: r["history"] for r in rows},
+        "total_time_s": time.perf_counter() - start,
+    }
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    written = ["results.json"]
+    try:
+        _plot_learning_curves(rows, os.path.join(out, "learning_curves.png"))
+        written.append("learning_curves.png")
+    except ImportError:
+        print("(matplotlib not installed: no plots; `pip install kerasreg[plot]`)")
+    print(f"\nwrote {', '.join(written)} to {out}")
+    return report
