@@ -320,19 +320,25 @@ class WeightEMA(keras.callbacks.Callback):
             d = ops.minimum(d, (1.0 + n) / (10.0 + n))
         return d
 
-    def _blend(self, shadows, weights, count, copy_phase):
-        """New shadow values and update count (pure function)."""
+    def _rate_and_count(self, count, copy_phase):
+        """`1 - d` for this update and the new update count."""
         d = self._decay(count)
         if copy_phase is not None:
             d = ops.where(copy_phase, ops.zeros_like(d), d)
             count = count + ops.cast(ops.logical_not(copy_phase), "int32")
         else:
             count = count + 1
-        rate = 1.0 - d
-        new = [
-            ops.add(s, ops.multiply(ops.subtract(w, s), ops.cast(rate, s.dtype)))
-            for s, w in zip(shadows, weights)
-        ]
+        return 1.0 - d, count
+
+    def _blend(self, shadows, weights, count, copy_phase):
+        """New shadow values and update count (pure function)."""
+        rate, count = self._rate_and_count(count, copy_phase)
+        rates = {}
+        new = []
+        for s, w in zip(shadows, weights):
+            if s.dtype not in rates:
+                rates[s.dtype] = ops.cast(rate, s.dtype)
+            new.append(s + (w - s) * rates[s.dtype])
         return new, count
 
     def _schedule(self, step):
@@ -396,14 +402,12 @@ class WeightEMA(keras.callbacks.Callback):
         """Wraps a stateful `train_step(data)` (tensorflow, torch)."""
 
         def update(copy_phase):
-            new, count = self._blend(
-                [s.value for s in self._shadows],
-                [v.value for v in self._averaged],
-                self._count.value,
-                copy_phase,
-            )
-            for s, value in zip(self._shadows, new):
-                s.assign(value)
+            rate, count = self._rate_and_count(self._count.value, copy_phase)
+            rates = {}
+            for s, v in zip(self._shadows, self._averaged):
+                if s.dtype not in rates:
+                    rates[s.dtype] = ops.cast(rate, s.dtype)
+                s.assign_add((v.value - s.value) * rates[s.dtype])
             self._count.assign(count)
             return ops.zeros((), "int32")
 
