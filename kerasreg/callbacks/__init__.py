@@ -1,0 +1,3 @@
+"""Training callbacks."""
+
+from kerasreg.callbacks.weight_ema import WeightEMA

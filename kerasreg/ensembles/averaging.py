@@ -1,0 +1,269 @@
+"""Parameter averaging (SWA-style) and BatchNorm statistics re-estimation."""
+
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def _is_float(variable):
+    return "float" in str(variable.dtype)
+
+
+def _clone(model):
+    clone = keras.models.clone_model(model)
+    return clone
+
+
+def average_weights(models, weights=None):
+    """A new model whose float weights are the (weighted) mean of `models`.
+
+    "Simply averaging their parameters works surprisingly well" (snapshot
+    ensembles, Polyak/SWA averaging): models that share one training run
+    (snapshots of the same model, checkpoints along one trajectory) can be
+    merged into a single model at no inference cost. Non-float variables
+    (counters, seed states) are copied from the first model. BatchNorm moving
+    statistics are averaged as well, but averaged weights do not match any
+    model's statistics: call `recompute_batchnorm` on the result.
+
+    Args:
+        models: List of models of the same architecture (same weight shapes,
+            in the same order).
+        weights: Optional list of non-negative floats, one per model (not
+            all zero), normalised to sum to one. Defaults to `None`
+            (equal weights).
+
+    Returns:
+        A new model (built with `keras.models.clone_model(models[0])`, not
+        compiled) holding the averaged weights.
+
+    Example:
+
+    ```python
+    import keras
+    import kerasreg
+
+    def make():
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+
+    a, b = make(), make()
+    mean_model = kerasreg.ensembles.average_weights([a, b])
+    ```
+    """
+    if not isinstance(models, (list, tuple)) or len(models) == 0:
+        raise ValueError(
+            "Invalid value received for argument `models`. Expected a "
+            f"non-empty list of models. Received: models={models!r}"
+        )
+    for i, model in enumerate(models):
+        if not isinstance(model, keras.Model):
+            raise ValueError(
+                "Invalid value received for argument `models`. Expected a "
+                f"list of `keras.Model` instances. Received: models[{i}]="
+                f"{model!r}"
+            )
+    if weights is None:
+        coefficients = np.full(len(models), 1.0 / len(models))
+    else:
+        coefficients = np.asarray(weights, dtype="float64")
+        if (
+            coefficients.shape != (len(models),)
+            or not np.all(np.isfinite(coefficients))
+            or np.any(coefficients < 0)
+            or coefficients.sum() <= 0
+        ):
+            raise ValueError(
+                "Invalid value received for argument `weights`. Expected "
+                f"{len(models)} non-negative floats, not all zero (one per "
+                f"model). Received: weights={weights}"
+            )
+        coefficients = coefficients / coefficients.sum()
+
+    reference = models[0].weights
+    for m, model in enumerate(models[1:], start=1):
+        other = model.weights
+        if len(other) != len(reference):
+            raise ValueError(
+                "Models have different architectures: model 0 has "
+                f"{len(reference)} weights, model {m} has {len(other)}."
+            )
+        for i, (a, b) in enumerate(zip(reference, other)):
+            if tuple(a.shape) != tuple(b.shape):
+                raise ValueError(
+                    "Models have different architectures: weight "
+                    f"{i} (`{a.path}`) has shape {tuple(a.shape)} in model 0 "
+                    f"but `{b.path}` has shape {tuple(b.shape)} in model {m}."
+                )
+
+    values = []
+    for i, variable in enumerate(reference):
+        if not _is_float(variable):
+            values.append(ops.convert_to_numpy(variable))
+            continue
+        total = np.zeros(tuple(variable.shape), dtype="float64")
+        for c, model in zip(coefficients, models):
+            total += c * ops.convert_to_numpy(model.weights[i]).astype(
+                "float64"
+            )
+        values.append(total.astype(ops.convert_to_numpy(variable).dtype))
+    averaged = _clone(models[0])
+    averaged.set_weights(values)
+    return averaged
+
+
+def _batchnorm_layers(model):
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.built
+    ]
+
+
+def _is_array_input(x):
+    leaves = keras.tree.flatten(x)
+    return bool(leaves) and all(
+        hasattr(leaf, "shape") and hasattr(leaf, "__getitem__")
+        and not hasattr(leaf, "element_spec")
+        for leaf in leaves
+    )
+
+
+def _batches(x, batch_size):
+    if _is_array_input(x):
+        leaves = keras.tree.flatten(x)
+        n = int(leaves[0].shape[0])
+        for start in range(0, n, batch_size):
+            yield keras.tree.map_structure(
+                lambda a: a[start : start + batch_size], x
+            )
+        return
+    for element in x:
+        inputs, _, _ = keras.utils.unpack_x_y_sample_weight(element)
+        yield keras.tree.map_structure(np.asarray, inputs)
+
+
+def recompute_batchnorm(model, x, batch_size=128, steps=None):
+    """Re-estimates the moving statistics of every BatchNormalization layer.
+
+    After weight averaging (`average_weights`, `WeightEMA`), the BatchNorm
+    moving mean and variance no longer match the activations the averaged
+    weights produce. This makes one pass over `x` with the model in training
+    mode (PyTorch `torch.optim.swa_utils.update_bn` semantics) and sets each
+    layer's moving mean and variance to the **equal-weight average over
+    batches** of the batch mean and batch variance of the layer's inputs.
+    The variance is the biased batch variance, as Keras' BatchNormalization
+    uses for its moving variance (PyTorch stores the unbiased one).
+
+    Every `keras.layers.BatchNormalization` (subclasses included) is
+    re-estimated; each layer's `momentum` is restored afterwards, and all
+    other variables of the model are left as they were.
+
+    Args:
+        model: A built Keras model.
+        x: Input data: an array (or a list/dict of arrays for several
+            inputs), a `tf.data.Dataset`, or a generator / iterable of
+            batches (`x` or `(x, y[, sample_weight])` tuples).
+        batch_size: Integer. Batch size when `x` is an array. Defaults to
+            `128`.
+        steps: Optional integer. Number of batches to use. Defaults to
+            `None` (the whole data).
+
+    Returns:
+        The model (updated in place).
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras
+    import kerasreg
+
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(8),
+        keras.layers.BatchNormalization(),
+        keras.layers.Dense(1),
+    ])
+    x = np.random.rand(256, 4).astype("float32")
+    kerasreg.ensembles.recompute_batchnorm(model, x, batch_size=64)
+    ```
+    """
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(
+            "Invalid value received for argument `batch_size`. Expected an "
+            f"integer value >= 1. Received: batch_size={batch_size}"
+        )
+    if steps is not None and (
+        isinstance(steps, bool)
+        or not isinstance(steps, (int, np.integer))
+        or steps < 1
+    ):
+        raise ValueError(
+            "Invalid value received for argument `steps`. Expected an "
+            f"integer value >= 1 or None. Received: steps={steps}"
+        )
+    layers = _batchnorm_layers(model)
+    if not layers:
+        warnings.warn(
+            "recompute_batchnorm: the model has no built BatchNormalization "
+            "layer; it is returned unchanged.",
+            stacklevel=2,
+        )
+        return model
+
+    statistics = set()
+    for layer in layers:
+        statistics.add(id(layer.moving_mean))
+        statistics.add(id(layer.moving_variance))
+    others = [v for v in model.variables if id(v) not in statistics]
+    saved_others = [ops.copy(v.value) for v in others]
+    saved_momentum = [layer.momentum for layer in layers]
+    sums = [None] * len(layers)
+    seen = 0
+    try:
+        for layer in layers:
+            # momentum 0: after a call, the moving statistics are exactly
+            # this batch's mean and variance.
+            layer.momentum = 0.0
+        for batch in _batches(x, batch_size):
+            if steps is not None and seen >= steps:
+                break
+            model(batch, training=True)
+            for j, layer in enumerate(layers):
+                mean = ops.convert_to_numpy(layer.moving_mean).astype(
+                    "float64"
+                )
+                var = ops.convert_to_numpy(layer.moving_variance).astype(
+                    "float64"
+                )
+                if sums[j] is None:
+                    sums[j] = [mean, var]
+                else:
+                    sums[j][0] += mean
+                    sums[j][1] += var
+            seen += 1
+    finally:
+        for layer, momentum in zip(layers, saved_momentum):
+            layer.momentum = momentum
+        for variable, value in zip(others, saved_others):
+            variable.assign(value)
+    if seen == 0:
+        raise ValueError(
+            "Invalid value received for argument `x`. Expected at least one "
+            f"batch of data. Received an empty input: x={x!r}"
+        )
+    for layer, (mean, var) in zip(layers, sums):
+        layer.moving_mean.assign(
+            (mean / seen).astype(ops.convert_to_numpy(layer.moving_mean).dtype)
+        )
+        layer.moving_variance.assign(
+            (var / seen).astype(
+                ops.convert_to_numpy(layer.moving_variance).dtype
+            )
+        )
+    return model

@@ -1,0 +1,151 @@
+"""Tests for kerasreg.ensembles.average_weights and recompute_batchnorm."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from kerasreg.ensembles import average_weights
+from kerasreg.ensembles import recompute_batchnorm
+
+
+def _numpy(model):
+    return [np.array(ops.convert_to_numpy(v)) for v in model.weights]
+
+
+def _dense_model(units=3, seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(units), keras.layers.Dense(2)]
+    )
+
+
+def test_average_of_two_models_is_the_mean():
+    a, b = _dense_model(seed=1), _dense_model(seed=2)
+    averaged = average_weights([a, b])
+    for got, wa, wb in zip(_numpy(averaged), _numpy(a), _numpy(b)):
+        np.testing.assert_allclose(got, (wa + wb) / 2, rtol=1e-6, atol=1e-7)
+    assert averaged is not a and averaged is not b
+
+
+def test_weighted_average():
+    a, b = _dense_model(seed=1), _dense_model(seed=2)
+    averaged = average_weights([a, b], weights=[3.0, 1.0])
+    for got, wa, wb in zip(_numpy(averaged), _numpy(a), _numpy(b)):
+        np.testing.assert_allclose(
+            got, 0.75 * wa + 0.25 * wb, rtol=1e-6, atol=1e-7
+        )
+
+
+def test_average_weights_bad_input():
+    with pytest.raises(ValueError, match="argument `models`"):
+        average_weights([])
+    with pytest.raises(ValueError, match=r"\(4, 3\).*\(4, 5\)"):
+        average_weights([_dense_model(3), _dense_model(5)])
+    with pytest.raises(ValueError, match="argument `weights`"):
+        average_weights([_dense_model(), _dense_model()], weights=[1.0])
+    with pytest.raises(ValueError, match="argument `weights`"):
+        average_weights([_dense_model(), _dense_model()], weights=[1.0, -1.0])
+
+
+class _HalfMomentumBN(keras.layers.BatchNormalization):
+    """A subclass, as kerasreg's BatchNormalization is one."""
+
+
+def _bn_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    h = keras.layers.Dense(3, name="d1")(inputs)
+    h = keras.layers.BatchNormalization(momentum=0.9, name="bn1")(h)
+    h = keras.layers.Dense(2, name="d2")(h)
+    h = _HalfMomentumBN(momentum=0.5, name="bn2")(h)
+    return keras.Model(inputs, h)
+
+
+def _numpy_reference(model, x, batch_size):
+    """Equal-weight mean over batches of the pre-BN batch mean/biased var."""
+    get = lambda name: [  # noqa: E731
+        ops.convert_to_numpy(w).astype("float64")
+        for w in model.get_layer(name).weights
+    ]
+    k1, b1 = get("d1")
+    g1, be1 = get("bn1")[:2]
+    k2, b2 = get("d2")
+    eps = model.get_layer("bn1").epsilon
+    stats = {"bn1": [], "bn2": []}
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size].astype("float64")
+        a1 = batch @ k1 + b1
+        m1, v1 = a1.mean(0), a1.var(0)
+        stats["bn1"].append((m1, v1))
+        h1 = g1 * (a1 - m1) / np.sqrt(v1 + eps) + be1
+        a2 = h1 @ k2 + b2
+        stats["bn2"].append((a2.mean(0), a2.var(0)))
+    return {
+        name: (np.mean([m for m, _ in s], 0), np.mean([v for _, v in s], 0))
+        for name, s in stats.items()
+    }
+
+
+@pytest.mark.parametrize("as_generator", [False, True])
+def test_recompute_batchnorm_matches_numpy(as_generator):
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(100, 4)) * 3 + 1).astype("float32")
+    model = _bn_model()
+    before = {
+        v.path: np.array(ops.convert_to_numpy(v))
+        for v in model.weights
+        if "moving" not in v.path
+    }
+    expected = _numpy_reference(model, x, batch_size=32)
+    data = (
+        ((x[i : i + 32], np.zeros(len(x[i : i + 32]))) for i in range(0, 100, 32))
+        if as_generator
+        else x
+    )
+    recompute_batchnorm(model, data, batch_size=32)
+    for name in ("bn1", "bn2"):
+        layer = model.get_layer(name)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(layer.moving_mean), expected[name][0],
+            rtol=1e-4, atol=1e-5,
+        )
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(layer.moving_variance), expected[name][1],
+            rtol=1e-4, atol=1e-5,
+        )
+    assert model.get_layer("bn1").momentum == 0.9
+    assert model.get_layer("bn2").momentum == 0.5
+    for v in model.weights:
+        if "moving" not in v.path:
+            np.testing.assert_array_equal(ops.convert_to_numpy(v), before[v.path])
+
+
+def test_recompute_batchnorm_steps_limits_the_batches():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(96, 4)).astype("float32")
+    model = _bn_model()
+    expected = _numpy_reference(model, x[:64], batch_size=32)
+    recompute_batchnorm(model, x, batch_size=32, steps=2)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model.get_layer("bn1").moving_mean),
+        expected["bn1"][0], rtol=1e-4, atol=1e-5,
+    )
+
+
+def test_recompute_batchnorm_bad_input():
+    x = np.zeros((8, 4), "float32")
+    plain = _dense_model()
+    before = _numpy(plain)
+    with pytest.warns(UserWarning, match="no built BatchNormalization"):
+        assert recompute_batchnorm(plain, x) is plain
+    for got, want in zip(_numpy(plain), before):
+        np.testing.assert_array_equal(got, want)
+    model = _bn_model()
+    with pytest.raises(ValueError, match="at least one batch"):
+        recompute_batchnorm(model, np.zeros((0, 4), "float32"))
+    with pytest.raises(ValueError, match="argument `batch_size`"):
+        recompute_batchnorm(model, x, batch_size=0)
+    with pytest.raises(ValueError, match="argument `steps`"):
+        recompute_batchnorm(model, x, steps=0)
+    assert model.get_layer("bn1").momentum == 0.9
