@@ -125,7 +125,7 @@ def overfitting_report(
     - loss noisy (it goes up in more than `noise_threshold` of the epochs):
       "batch size may be small";
     - relative gap `(val_loss - loss) / val_loss` above `gap_threshold` at
-      the end and growing over the second half: "overfitting: more
+      the end and grown from its smallest value by half that much: "overfitting: more
       regularization (L2, dropout) or more data";
     - curves close and accuracy (when recorded) below `poor_accuracy` on
       both: "underfitting: bigger model".
@@ -226,8 +226,9 @@ def overfitting_report(
     if DIVERGING not in verdicts:
         gap = np.asarray(val_loss) - arr
         rel_gap = gap / np.maximum(np.abs(val_loss), 1e-12)
-        half = gap[n // 2:] if n >= 4 else gap
-        growing = n >= 2 and _slope(half) > 0
+        # Growing: the gap rose from its smallest value by a sizable amount.
+        growth = gap[-1] - np.min(gap)
+        growing = n >= 2 and growth > 0.5 * gap_threshold * abs(val_loss[-1])
         if rel_gap[-1] > gap_threshold and growing:
             verdicts.insert(0, OVERFITTING)
         elif (
