@@ -41,7 +41,8 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
     Every `every` training steps, this callback snapshots the trainable
     weights before one step and compares them after it. It logs the median
     over weight tensors as `update_ratio` and each tensor's ratio as
-    `update_ratio/<variable path>` (e.g. `update_ratio/dense/kernel`) in the
+    `update_ratio/<variable path>` (e.g.
+    `update_ratio/sequential/dense/kernel`) in the
     epoch logs (so in `History`; the values are those of the epoch's last
     measurement), in `self.records`, and in TensorBoard when `log_dir` is
     set. It warns once when the median stays below `low` (or above `high`)
@@ -258,7 +259,7 @@ class ActivationHistograms(keras.callbacks.Callback):
         saturation_threshold: Float between 0 and 1. Defaults to `0.5`.
         dead_threshold: Float between 0 and 1. Defaults to `0.5`.
         bound_margin: Float > 0: how close to a bound counts as saturated
-            (sigmoid in (0, 1), tanh in (-1, 1)). Defaults to `0.01`.
+            (sigmoid in (0, 1), tanh in (-1, 1)). Defaults to `0.05`.
         bins: Integer >= 1, histogram bins. Defaults to `30`.
 
     Example:
@@ -293,7 +294,7 @@ class ActivationHistograms(keras.callbacks.Callback):
         gradients=True,
         saturation_threshold=0.5,
         dead_threshold=0.5,
-        bound_margin=0.01,
+        bound_margin=0.05,
         bins=30,
     ):
         super().__init__()
@@ -378,8 +379,9 @@ class ActivationHistograms(keras.callbacks.Callback):
             call_function=call_function,
         )
         self._probe = probes
+        inputs = body.inputs[0] if len(body.inputs) == 1 else body.inputs
         self._probe_model = keras.Model(
-            body.inputs, [p[2] for p in probes] + list(body.outputs)
+            inputs, [p[2] for p in probes] + list(body.outputs)
         )
 
     def _loss_fn(self):
