@@ -1,3 +1,5 @@
 """Training callbacks."""
 
+from kerasreg.callbacks.monitors import ActivationHistograms
+from kerasreg.callbacks.monitors import UpdateRatioMonitor
 from kerasreg.callbacks.weight_ema import WeightEMA

@@ -1,0 +1,545 @@
+"""Callbacks that babysit training: update/weight ratios and histograms."""
+
+import os
+import warnings
+
+import keras
+import numpy as np
+
+from kerasreg.callbacks._tensorboard import SummaryWriter
+
+
+def _sync(model):
+    # jax backend: during `fit` the state lives outside the model's
+    # variables; bring it back (only on the steps that are measured).
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        ok = False
+    else:
+        ok = value >= 1
+    if not ok:
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected an "
+            f"integer >= 1. Received: {name}={value}"
+        )
+
+
+class UpdateRatioMonitor(keras.callbacks.Callback):
+    """Logs the update/weight ratio `||w_new - w_old|| / ||w_old||`.
+
+    The cs231n notes track, for each weight tensor, the size of one update
+    relative to the size of the weights: "a rough heuristic is that this
+    ratio should be somewhere around 1e-3. If it is lower than this then the
+    learning rate might be too low. If it is higher then the learning rate
+    is likely too high."
+
+    Every `every` training steps, this callback snapshots the trainable
+    weights before one step and compares them after it. It logs the median
+    over weight tensors as `update_ratio` and each tensor's ratio as
+    `update_ratio/<variable path>` (e.g.
+    `update_ratio/sequential/dense/kernel`) in the
+    epoch logs (so in `History`; the values are those of the epoch's last
+    measurement), in `self.records`, and in TensorBoard when `log_dir` is
+    set. It warns once when the median stays below `low` (or above `high`)
+    for `patience` consecutive measurements. Weight tensors whose norm is
+    zero (biases at initialization) are left out.
+
+    Steps it does not measure cost nothing: it only overrides
+    `on_train_batch_begin`, so Keras keeps dispatching batch-end callbacks
+    asynchronously, and on the jax backend it syncs the training state into
+    the model's variables only around measured steps. The step count starts
+    from the optimizer's `iterations`, so a resumed run keeps the schedule.
+    With `steps_per_execution > 1`, one measurement spans one execution.
+
+    Args:
+        every: Integer >= 1. Measure one step out of `every`. Defaults to
+            `50`.
+        low: Float > 0. Below this median ratio, the learning rate is
+            probably too low. Defaults to `1e-4`.
+        high: Float > `low`. Above this median ratio, the learning rate is
+            probably too high. Defaults to `1e-2`.
+        log_dir: Optional string. Directory for TensorBoard scalars (needs
+            the `tensorboard` package, not TensorFlow). Defaults to `None`.
+        patience: Integer >= 1. Consecutive measurements outside
+            `[low, high]` before warning. Defaults to `3`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras
+    from kerasreg.callbacks import UpdateRatioMonitor
+
+    x = np.random.rand(256, 8).astype("float32")
+    y = np.random.rand(256, 1).astype("float32")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    history = model.fit(x, y, epochs=2, verbose=0,
+                        callbacks=[UpdateRatioMonitor(every=4)])
+    print(history.history["update_ratio"])  # about 1e-3 is healthy
+    ```
+    """
+
+    def __init__(self, every=50, low=1e-4, high=1e-2, log_dir=None,
+                 patience=3):
+        super().__init__()
+        _check_positive_int("every", every)
+        _check_positive_int("patience", patience)
+        if not (isinstance(low, (int, float)) and low > 0):
+            raise ValueError(
+                "Invalid value received for argument `low`. Expected a "
+                f"float > 0. Received: low={low}"
+            )
+        if not (isinstance(high, (int, float)) and high > low):
+            raise ValueError(
+                "Invalid value received for argument `high`. Expected a "
+                f"float greater than `low` ({low}). Received: high={high}"
+            )
+        self.every = int(every)
+        self.low = float(low)
+        self.high = float(high)
+        self.log_dir = log_dir
+        self.patience = int(patience)
+        self.records = []
+        self._step = 0
+        self._before = None
+        self._below = 0
+        self._above = 0
+        self._warned = set()
+        self._writer = None
+        self._latest = {}
+
+    def on_train_begin(self, logs=None):
+        optimizer = getattr(self.model, "optimizer", None)
+        iterations = getattr(optimizer, "iterations", None)
+        self._step = (
+            0
+            if iterations is None
+            else int(keras.ops.convert_to_numpy(iterations))
+        )
+        self._before = None
+        if self.log_dir is not None and self._writer is None:
+            self._writer = SummaryWriter(self.log_dir)
+
+    def _weights(self):
+        return [
+            (v.path, keras.ops.convert_to_numpy(v.value).astype("float64"))
+            for v in self.model.trainable_weights
+        ]
+
+    def _finish(self):
+        step, before = self._before
+        self._before = None
+        _sync(self.model)
+        ratios = {}
+        for (path, old), (_, new) in zip(before, self._weights()):
+            norm = np.linalg.norm(old)
+            if norm > 0:
+                ratios[path] = float(np.linalg.norm(new - old) / norm)
+        if not ratios:
+            return
+        median = float(np.median(list(ratios.values())))
+        self._latest = {"update_ratio": median}
+        self._latest.update({f"update_ratio/{k}": v for k, v in ratios.items()})
+        self.records.append({"step": step, "median": median, "ratios": ratios})
+        if self._writer is not None:
+            for tag, value in self._latest.items():
+                self._writer.scalar(tag, value, step)
+            self._writer.flush()
+        self._check(median)
+
+    def _check(self, median):
+        below = median < self.low
+        above = not median <= self.high  # NaN counts as too high
+        self._below = self._below + 1 if below else 0
+        self._above = self._above + 1 if above else 0
+        for count, direction, bound in (
+            (self._below, "low", self.low),
+            (self._above, "high", self.high),
+        ):
+            if count >= self.patience and direction not in self._warned:
+                self._warned.add(direction)
+                warnings.warn(
+                    "UpdateRatioMonitor: the median update/weight ratio has "
+                    f"stayed {'below' if direction == 'low' else 'above'} "
+                    f"{direction}={bound:g} for {count} measurements (last: "
+                    f"{median:.3g}): the learning rate is probably too "
+                    f"{direction} (rule of thumb: a ratio of about 1e-3).",
+                    stacklevel=2,
+                )
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._before is not None:
+            self._finish()
+        if self._step % self.every == 0:
+            _sync(self.model)
+            self._before = (self._step, self._weights())
+        self._step += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._before is not None:
+            self._finish()
+        if logs is not None:
+            logs.update(self._latest)
+
+    def on_train_end(self, logs=None):
+        if self._before is not None:
+            self._finish()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class _Perturb(keras.layers.Layer):
+    """Adds a zero variable to its input: d loss / d eps = d loss / d input."""
+
+    def __init__(self, batch_size, **kwargs):
+        super().__init__(**kwargs)
+        self.batch_size = batch_size
+
+    def build(self, input_shape):
+        self.eps = self.add_weight(
+            shape=(self.batch_size,) + tuple(input_shape[1:]),
+            initializer="zeros",
+            trainable=True,
+            name="eps",
+        )
+
+    def call(self, x):
+        return x + keras.ops.cast(self.eps, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _activation_name(layer):
+    fn = getattr(layer, "activation", None)
+    return getattr(fn, "__name__", None)
+
+
+class ActivationHistograms(keras.callbacks.Callback):
+    """Histograms of each layer's activations (and their gradients).
+
+    The cs231n notes diagnose bad initialization by plotting "activation /
+    gradient histograms for all layers of the network": tanh units should
+    spread over [-1, 1], not all sit at 0 or saturate at -1 and 1. The fish
+    book shows the same per-layer histograms for a 5-layer, 100-unit network
+    with weights of std 1 (sigmoid outputs piled at 0 and 1: vanishing
+    gradients), 0.01 (all at 0.5: no expressive power) and Xavier (spread).
+
+    On a fixed sample, at the start of training and every `every_epochs`
+    epochs, this callback records every layer's outputs and, when
+    `gradients`, the gradient of the mean loss over the sample with respect
+    to them (this needs labels: pass `x_sample=(x, y)`). It writes them as
+    TensorBoard histograms (`log_dir`) and/or a PNG grid per epoch
+    (`png_dir`, needs matplotlib: `pip install kerasreg[plot]`), and warns,
+    naming the layer, when tanh/sigmoid outputs are piled at their bounds
+    (more than `saturation_threshold` of them within `bound_margin` of a
+    bound) or when more than `dead_threshold` of a ReLU layer's units are
+    zero on the whole sample. Flags are kept in `self.flags`, the last
+    arrays in `self.activations` and `self.gradients` (dicts keyed by layer
+    name). `capture()` does the same outside `fit`.
+
+    Works with Sequential and Functional models; the gradients use the
+    tensorflow, jax or torch backend's autodiff.
+
+    Args:
+        x_sample: Array (inputs) or tuple `(x, y)` (inputs and labels).
+        every_epochs: Integer >= 1. Defaults to `1`.
+        log_dir: Optional string, TensorBoard directory. Defaults to `None`.
+        png_dir: Optional string, directory for
+            `activations_epoch_<n>.png`. Defaults to `None`.
+        gradients: Boolean. Whether to record the gradients too (when labels
+            are given). Defaults to `True`.
+        saturation_threshold: Float between 0 and 1. Defaults to `0.5`.
+        dead_threshold: Float between 0 and 1. Defaults to `0.5`.
+        bound_margin: Float > 0: how close to a bound counts as saturated
+            (sigmoid in (0, 1), tanh in (-1, 1)). Defaults to `0.05`.
+        bins: Integer >= 1, histogram bins. Defaults to `30`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras
+    from kerasreg.callbacks import ActivationHistograms
+
+    x = np.random.randn(200, 100).astype("float32")
+    y = np.random.randint(0, 10, size=(200,))
+    init = keras.initializers.RandomNormal(stddev=1.0)  # too large
+    model = keras.Sequential(
+        [keras.Input((100,))]
+        + [keras.layers.Dense(100, activation="tanh",
+                              kernel_initializer=init) for _ in range(5)]
+        + [keras.layers.Dense(10, activation="softmax")]
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    hist = ActivationHistograms((x[:100], y[:100]))
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[hist])
+    print(hist.flags)  # the tanh layers are saturated
+    ```
+    """
+
+    def __init__(
+        self,
+        x_sample,
+        every_epochs=1,
+        log_dir=None,
+        png_dir=None,
+        gradients=True,
+        saturation_threshold=0.5,
+        dead_threshold=0.5,
+        bound_margin=0.05,
+        bins=30,
+    ):
+        super().__init__()
+        if isinstance(x_sample, tuple):
+            if len(x_sample) != 2:
+                raise ValueError(
+                    "Invalid value received for argument `x_sample`. "
+                    "Expected an array or a tuple `(x, y)`. "
+                    f"Received: a tuple of length {len(x_sample)}"
+                )
+            self.x_sample, self.y_sample = x_sample
+        else:
+            self.x_sample, self.y_sample = x_sample, None
+        if self.x_sample is None or len(self.x_sample) < 1:
+            raise ValueError(
+                "Invalid value received for argument `x_sample`. Expected "
+                f"at least one example. Received: x_sample={x_sample!r}"
+            )
+        _check_positive_int("every_epochs", every_epochs)
+        _check_positive_int("bins", bins)
+        for name, value in (
+            ("saturation_threshold", saturation_threshold),
+            ("dead_threshold", dead_threshold),
+        ):
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise ValueError(
+                    f"Invalid value received for argument `{name}`. Expected "
+                    f"a float value between 0 and 1. Received: {name}={value}"
+                )
+        if not (isinstance(bound_margin, (int, float)) and bound_margin > 0):
+            raise ValueError(
+                "Invalid value received for argument `bound_margin`. Expected "
+                f"a float > 0. Received: bound_margin={bound_margin}"
+            )
+        self.every_epochs = int(every_epochs)
+        self.log_dir = log_dir
+        self.png_dir = png_dir
+        self.gradients_enabled = bool(gradients)
+        self.saturation_threshold = float(saturation_threshold)
+        self.dead_threshold = float(dead_threshold)
+        self.bound_margin = float(bound_margin)
+        self.bins = int(bins)
+        self.flags = []
+        self.activations = {}
+        self.gradients = {}
+        self._probe = None
+        self._probe_model = None
+        self._writer = None
+        self._warned = set()
+        self._grad_note = False
+
+    # -- probe model -------------------------------------------------------
+    def _layers(self):
+        return [
+            layer
+            for layer in self.model.layers
+            if not isinstance(layer, keras.layers.InputLayer)
+        ]
+
+    def _build_probe(self):
+        model = self.model
+        if model.outputs is None or len(model.outputs) != 1:
+            raise ValueError(
+                "ActivationHistograms needs a built Sequential or Functional "
+                f"model with one output. Received: model={model.name!r}"
+            )
+        functional = keras.Model(model.inputs, model.outputs)
+        targets = {id(layer) for layer in self._layers()}
+        batch = len(self.x_sample)
+        probes = []
+
+        def call_function(layer, *args, **kwargs):
+            out = layer(*args, **kwargs)
+            if id(layer) in targets and isinstance(out, keras.KerasTensor):
+                perturb = _Perturb(batch, name=f"probe_{layer.name}")
+                out = perturb(out)
+                probes.append((layer, perturb, out))
+            return out
+
+        body = keras.models.clone_model(
+            functional, clone_function=lambda layer: layer,
+            call_function=call_function,
+        )
+        self._probe = probes
+        inputs = body.inputs[0] if len(body.inputs) == 1 else body.inputs
+        self._probe_model = keras.Model(
+            inputs, [p[2] for p in probes] + list(body.outputs)
+        )
+
+    def _loss_fn(self):
+        loss = self.model.loss
+        if isinstance(loss, str):
+            loss = keras.losses.get(loss)
+        if not callable(loss):
+            return None
+        return lambda y, p: keras.ops.mean(loss(y, p))
+
+    # -- recording ---------------------------------------------------------
+    def capture(self, step=0):
+        """Records, writes and checks the histograms now; returns the flags.
+
+        Args:
+            step: Integer, the step (epoch) the files are labelled with.
+
+        Returns:
+            List of `(layer_name, kind, fraction)` flags raised this time.
+        """
+        if self.model is None:
+            raise ValueError("Call `set_model(model)` before `capture()`.")
+        _sync(self.model)
+        if self._probe_model is None:
+            self._build_probe()
+        x = self.x_sample
+        loss_fn = self._loss_fn()
+        grads = None
+        if (
+            self.gradients_enabled
+            and self.y_sample is not None
+            and loss_fn is not None
+        ):
+            from kerasreg.callbacks._autodiff import value_and_grad
+
+            outputs, grads = value_and_grad(
+                self._probe_model,
+                [p[1].eps for p in self._probe],
+                x,
+                self.y_sample,
+                loss_fn,
+            )
+        else:
+            if self.gradients_enabled and not self._grad_note:
+                self._grad_note = True
+                warnings.warn(
+                    "ActivationHistograms: gradients need labels and a "
+                    "compiled loss: pass x_sample=(x, y) and compile the "
+                    "model; recording activations only.",
+                    stacklevel=2,
+                )
+            outputs = self._probe_model(x, training=False)
+        self.activations = {}
+        self.gradients = {}
+        for i, (layer, _, _) in enumerate(self._probe):
+            self.activations[layer.name] = keras.ops.convert_to_numpy(
+                outputs[i]
+            )
+            if grads is not None:
+                self.gradients[layer.name] = keras.ops.convert_to_numpy(
+                    grads[i]
+                )
+        flags = self._check_saturation(step)
+        if self.log_dir is not None:
+            if self._writer is None:
+                self._writer = SummaryWriter(self.log_dir)
+            for name, values in self.activations.items():
+                self._writer.histogram(
+                    f"activations/{name}", values, step, self.bins
+                )
+            for name, values in self.gradients.items():
+                self._writer.histogram(
+                    f"gradients/{name}", values, step, self.bins
+                )
+            self._writer.flush()
+        if self.png_dir is not None:
+            self._write_png(step)
+        return flags
+
+    def _check_saturation(self, step):
+        flags = []
+        for layer, _, _ in self._probe:
+            a = self.activations[layer.name].astype("float64")
+            kind = _activation_name(layer)
+            fraction = None
+            if kind == "tanh":
+                fraction = float(np.mean(np.abs(a) > 1 - self.bound_margin))
+                bad = fraction > self.saturation_threshold
+                what = "saturated (outputs piled at -1 and 1)"
+            elif kind == "sigmoid":
+                m = self.bound_margin
+                fraction = float(np.mean((a < m) | (a > 1 - m)))
+                bad = fraction > self.saturation_threshold
+                what = "saturated (outputs piled at 0 and 1)"
+            elif kind == "relu":
+                units = a.reshape(-1, a.shape[-1])
+                fraction = float(np.mean(np.all(units <= 0, axis=0)))
+                bad = fraction > self.dead_threshold
+                what = "dead (units zero on the whole sample)"
+            else:
+                continue
+            if bad:
+                flag = (layer.name, "dead" if kind == "relu" else "saturated",
+                        fraction)
+                flags.append(flag)
+                self.flags.append((step,) + flag)
+                if (layer.name, flag[1]) not in self._warned:
+                    self._warned.add((layer.name, flag[1]))
+                    warnings.warn(
+                        f"ActivationHistograms: layer '{layer.name}' ({kind}) "
+                        f"is {what}: {fraction:.0%} at step {step}. Check the "
+                        "weight initialization (Xavier for tanh/sigmoid, He "
+                        "for ReLU) and the learning rate.",
+                        stacklevel=2,
+                    )
+        return flags
+
+    def _write_png(self, step):
+        try:
+            from matplotlib.figure import Figure
+        except ImportError as e:  # pragma: no cover - depends on the env
+            raise ImportError(
+                "ActivationHistograms(png_dir=...) needs matplotlib: "
+                "`pip install kerasreg[plot]`."
+            ) from e
+        names = list(self.activations)
+        rows = 2 if self.gradients else 1
+        fig = Figure(figsize=(2.6 * len(names), 2.4 * rows))
+        axes = fig.subplots(rows, len(names), squeeze=False)
+        for j, name in enumerate(names):
+            ax = axes[0][j]
+            ax.hist(self.activations[name].ravel(), bins=self.bins)
+            ax.set_title(name, fontsize=8)
+            ax.tick_params(labelsize=6)
+            if rows == 2:
+                ax = axes[1][j]
+                ax.hist(self.gradients[name].ravel(), bins=self.bins,
+                        color="tab:orange")
+                ax.tick_params(labelsize=6)
+        axes[0][0].set_ylabel("activations", fontsize=8)
+        if rows == 2:
+            axes[1][0].set_ylabel("gradients", fontsize=8)
+        fig.suptitle(f"step {step}", fontsize=9)
+        fig.tight_layout()
+        os.makedirs(self.png_dir, exist_ok=True)
+        path = os.path.join(self.png_dir, f"activations_epoch_{step:03d}.png")
+        fig.savefig(path, dpi=80)
+        return path
+
+    # -- callback hooks ----------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self.capture(step=0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_epochs == 0:
+            self.capture(step=epoch + 1)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,145 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from kerasreg.diagnostics import sanity_check
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    return (x[:300] / 16.0).astype("float32"), y[:300]
+
+
+def _mlp(out="softmax", regularizer=None, dropout=0.0, lr=0.01, classes=10,
+         loss="sparse_categorical_crossentropy"):
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(32, activation="relu",
+                               kernel_regularizer=regularizer),
+            keras.layers.Dropout(dropout),
+            keras.layers.Dense(classes, activation=out),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(lr), loss, metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.slow
+def test_softmax_mlp_initial_loss_is_ln10_and_passes(digits):
+    x, y = digits
+    report = sanity_check(_mlp(), x, y, n_overfit=10, epochs=100)
+    check = report["initial_loss"]
+    assert check.expected == pytest.approx(math.log(10))
+    assert check.value == pytest.approx(2.303, rel=0.1)
+    assert check.passed is True
+    assert report["regularization"].passed is None  # no regularizer: skipped
+    assert report["overfit"].passed is True
+    assert report["overfit"].value < 0.05
+    assert report["overfit"].details["accuracy"] == 1.0
+    assert report.passed is True
+    d = report.to_dict()
+    assert [c["name"] for c in d["checks"]] == [
+        "initial_loss", "regularization", "overfit"]
+    text = str(report)
+    assert "initial_loss" in text and "PASS" in text
+
+
+@pytest.mark.slow
+def test_user_model_is_untouched(digits):
+    x, y = digits
+    model = _mlp(regularizer=keras.regularizers.L2(1e-3), dropout=0.5)
+    before = [w.copy() for w in model.get_weights()]
+    sanity_check(model, x, y, n_overfit=10, epochs=5)
+    after = model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert int(model.optimizer.iterations.numpy()) == 0
+    assert isinstance(model.layers[1], keras.layers.Dropout)
+    assert model.layers[0].kernel.regularizer is not None
+
+
+@pytest.mark.slow
+def test_relu_output_with_cross_entropy_fails(digits):
+    x, y = digits
+    report = sanity_check(_mlp(out="relu"), x, y, n_overfit=10, epochs=20)
+    assert report.passed is False
+    assert report["overfit"].passed is False
+    assert "learning rate" in report["overfit"].advice
+    assert "output activation" in report["overfit"].advice
+    assert report["initial_loss"].passed is False
+    assert "FAIL" in str(report)
+
+
+@pytest.mark.slow
+def test_contradictory_labels_cannot_be_overfit(digits):
+    # Each input twice, with two different labels: the best achievable
+    # cross-entropy is ln(2) (predict 1/2 on both), far above 0.05.
+    x, y = digits
+    x2 = np.concatenate([x[:5], x[:5]])
+    y2 = np.concatenate([y[:5], (y[:5] + 1) % 10])
+    report = sanity_check(_mlp(), x2, y2, n_overfit=10, epochs=30)
+    assert report["overfit"].passed is False
+    assert report["overfit"].value >= math.log(2) - 1e-3
+
+
+def test_regularization_raises_the_loss_by_the_scaled_penalty(digits):
+    x, y = digits
+    l2 = 1e-3
+    model = _mlp(regularizer=keras.regularizers.L2(l2))
+    report = sanity_check(model, x, y, n_overfit=10, epochs=1,
+                          regularization_factor=10.0)
+    check = report["regularization"]
+    assert check.passed is True
+    penalty = l2 * float(np.sum(model.layers[0].kernel.numpy() ** 2))
+    # Same data loss on both sides: the difference is 9 x the penalty.
+    raised = check.details["loss_scaled"] - check.details["loss"]
+    assert raised == pytest.approx(9 * penalty, rel=1e-3)
+    # The initial-loss check runs with regularization off.
+    assert check.details["loss"] - report["initial_loss"].value == (
+        pytest.approx(penalty, rel=1e-3))
+
+
+def test_sigmoid_binary_cross_entropy_expects_ln2():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid",
+                              kernel_initializer="zeros")])
+    model.compile("sgd", "binary_crossentropy")
+    report = sanity_check(model, x, y, n_overfit=4, epochs=1)
+    # Zero weights: p = 1/2 everywhere, loss exactly ln(2).
+    assert report["initial_loss"].expected == pytest.approx(math.log(2))
+    assert report["initial_loss"].value == pytest.approx(math.log(2), rel=1e-5)
+
+
+def test_other_losses_report_the_value_only():
+    x = np.ones((8, 2), "float32")
+    y = np.full((8, 1), 3.0, "float32")
+    model = keras.Sequential([keras.Input((2,)),
+                              keras.layers.Dense(1, kernel_initializer="zeros")])
+    model.compile("sgd", "mse")
+    check = sanity_check(model, x, y, n_overfit=2, epochs=1)["initial_loss"]
+    assert check.passed is None and check.expected is None
+    assert check.value == pytest.approx(9.0)  # (0 - 3)^2
+
+
+def test_bad_arguments(digits):
+    x, y = digits
+    uncompiled = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    with pytest.raises(ValueError, match="compiled"):
+        sanity_check(uncompiled, x, y)
+    model = _mlp()
+    with pytest.raises(ValueError, match="n_overfit"):
+        sanity_check(model, x, y, n_overfit=0)
+    with pytest.raises(ValueError, match="n_overfit"):
+        sanity_check(model, x, y, n_overfit=len(x) + 1)
+    with pytest.raises(ValueError, match="epochs"):
+        sanity_check(model, x, y, epochs=0)
+    with pytest.raises(ValueError, match="tolerance"):
+        sanity_check(model, x, y, tolerance=-1)
+    with pytest.raises(ValueError, match="same number"):
+        sanity_check(model, x, y[:10])
