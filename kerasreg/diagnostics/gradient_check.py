@@ -1,0 +1,2 @@
+def gradient_check(*a, **k): raise NotImplementedError
+class GradientCheckReport: pass
