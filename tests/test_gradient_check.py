@@ -63,6 +63,9 @@ def test_dense_tanh_softmax_is_good():
     assert report.max_relative_error == max(report.per_weight.values())
     text = str(report)
     assert "good" in text and all(name in text for name in names)
+    # The float64 scope is undone afterwards.
+    assert keras.config.floatx() == "float32"
+    assert model.trainable_variables[0].dtype == "float32"
 
 
 def test_uses_compiled_loss_and_functional_models():
