@@ -23,7 +23,9 @@ class WrongGradientDense(keras.layers.Layer):
 
     def build(self, input_shape):
         self.kernel = self.add_weight(
-            shape=(input_shape[-1], self.units), initializer="glorot_uniform", name="kernel"
+            shape=(input_shape[-1], self.units),
+            initializer="glorot_uniform",
+            name="kernel",
         )
 
     def call(self, inputs):
@@ -59,7 +61,8 @@ def test_dense_tanh_softmax_is_good():
     assert report.max_relative_error < 1e-7
     names = [v.path for v in model.trainable_variables]
     assert list(report.per_weight) == names
-    assert report.checked == {v.path: int(np.prod(v.shape)) for v in model.trainable_variables}
+    sizes = {v.path: int(np.prod(v.shape)) for v in model.trainable_variables}
+    assert report.checked == sizes
     assert report.max_relative_error == max(report.per_weight.values())
     text = str(report)
     assert "good" in text and all(name in text for name in names)
@@ -144,7 +147,9 @@ def test_relu_kink_error_matches_hand_computation():
     # central difference sees (relu(h) - relu(-h)) / 2h = 0.5 for that
     # sample -> 3.5 / 4 = 0.875; relative error 0.125 / 0.875 = 1 / 7.
     # d/dw: the kink sample has x = 0, so both give (1 + 2 + 3) / 4.
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="relu")])
+    model = keras.Sequential(
+        [keras.Input((1,)), keras.layers.Dense(1, activation="relu")]
+    )
     model.set_weights([np.ones((1, 1), "float32"), np.zeros((1,), "float32")])
     x = np.array([[0.0], [1.0], [2.0], [3.0]])
     report = gradient_check(model, x, loss=keras.ops.mean)
@@ -160,12 +165,16 @@ def test_max_params_subsamples_each_weight():
     model = tanh_softmax()
     x, y = data(seed=5)
     full = gradient_check(model, x, y, loss="categorical_crossentropy")
-    part = gradient_check(model, x, y, loss="categorical_crossentropy", max_params=4, seed=1)
+    part = gradient_check(
+        model, x, y, loss="categorical_crossentropy", max_params=4, seed=1
+    )
     sizes = {v.path: int(np.prod(v.shape)) for v in model.trainable_variables}
     assert part.checked == {name: min(4, size) for name, size in sizes.items()}
     for name in sizes:
         assert part.per_weight[name] <= full.per_weight[name]
-    again = gradient_check(model, x, y, loss="categorical_crossentropy", max_params=4, seed=1)
+    again = gradient_check(
+        model, x, y, loss="categorical_crossentropy", max_params=4, seed=1
+    )
     assert again.per_weight == part.per_weight
     assert {n: w["index"] for n, w in again.worst.items()} == {
         n: w["index"] for n, w in part.worst.items()
@@ -199,7 +208,9 @@ def test_objective_without_targets():
     ],
 )
 def test_report_bands(error, verdict):
-    report = GradientCheckReport({"w": error, "b": 0.0}, {"w": 3, "b": 2}, {"w": None, "b": None}, 1e-5)
+    report = GradientCheckReport(
+        {"w": error, "b": 0.0}, {"w": 3, "b": 2}, {"w": None, "b": None}, 1e-5
+    )
     assert report.verdict == verdict
     assert report.per_weight == {"w": error, "b": 0.0}
     assert verdict in str(report)

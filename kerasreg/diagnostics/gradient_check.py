@@ -357,7 +357,9 @@ def gradient_check(model, x, y=None, loss=None, h=1e-5, max_params=None, seed=0)
                 if worst_entry is None or error > worst_error:
                     worst_error = error
                     worst_entry = {
-                        "index": tuple(int(i) for i in np.unravel_index(index, value.shape)),
+                        "index": tuple(
+                            int(i) for i in np.unravel_index(index, value.shape)
+                        ),
                         "analytic": a,
                         "numeric": numeric,
                     }

@@ -226,7 +226,12 @@ def lsuv(model, x, tol=0.1, max_iter=10, seed=None):
 
     # Forward order: the order in which the layers are first called.
     order = []
-    with _CallSpy(layers, lambda layer, _: order.append(layer) if layer not in order else None):
+
+    def record_order(layer, _):
+        if layer not in order:
+            order.append(layer)
+
+    with _CallSpy(layers, record_order):
         _forward(model, x)
     order += [layer for layer in layers if layer not in order]
 
@@ -234,7 +239,8 @@ def lsuv(model, x, tol=0.1, max_iter=10, seed=None):
         init = keras.initializers.Orthogonal(
             seed=None if seed is None else int(seed) + i
         )
-        layer.kernel.assign(init(tuple(layer.kernel.shape), dtype=layer.kernel.dtype))
+        kernel = layer.kernel
+        kernel.assign(init(tuple(kernel.shape), dtype=kernel.dtype))
 
     entries = []
     for layer in order:
