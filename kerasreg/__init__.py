@@ -4,21 +4,41 @@ from kerasreg import callbacks
 from kerasreg import datasets
 from kerasreg import diagnostics
 from kerasreg import ensembles
+from kerasreg import initializers
 from kerasreg.callbacks.monitors import ActivationHistograms
 from kerasreg.callbacks.monitors import UpdateRatioMonitor
 from kerasreg.callbacks.weight_ema import WeightEMA
+from kerasreg.diagnostics.gradient_check import GradientCheckReport
+from kerasreg.diagnostics.gradient_check import gradient_check
 from kerasreg.diagnostics.overfitting import overfitting_report
 from kerasreg.diagnostics.sanity import sanity_check
+from kerasreg.initializers import HeNormal
+from kerasreg.initializers import HeUniform
+from kerasreg.initializers import LSUVReport
+from kerasreg.initializers import ScaledNormal
+from kerasreg.initializers import XavierNormal
+from kerasreg.initializers import XavierUniform
+from kerasreg.initializers import lsuv
 
 __version__ = "0.1.0"
 __all__ = [
     "ActivationHistograms",
+    "GradientCheckReport",
+    "HeNormal",
+    "HeUniform",
+    "LSUVReport",
+    "ScaledNormal",
     "UpdateRatioMonitor",
     "WeightEMA",
+    "XavierNormal",
+    "XavierUniform",
     "callbacks",
     "datasets",
     "diagnostics",
     "ensembles",
+    "gradient_check",
+    "initializers",
+    "lsuv",
     "overfitting_report",
     "sanity_check",
 ]

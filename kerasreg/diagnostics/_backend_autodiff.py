@@ -1,0 +1,125 @@
+"""Backend-specific helpers for the gradient check: autodiff and float64.
+
+Keras 3 has no portable "gradient of a function" op: each backend trainer
+computes gradients with its own machinery (`jax.value_and_grad`,
+`tf.GradientTape`, `torch.autograd`). The gradient check needs exactly that,
+outside a training step, so this module is the one place in kerasreg that
+talks to a backend directly. Backends are imported lazily, inside the
+functions, so `import kerasreg` needs only keras and numpy.
+
+It also holds `float64_scope`, which makes float64 numerics real on jax:
+
+1. jax keeps float64 arrays only with `jax_enable_x64` on; without it every
+   "float64" array is silently float32. The scope turns it on for its
+   duration (thread-locally, `jax.enable_x64(True)`).
+2. Even then, Keras' type promotion (`keras.backend.result_type`) maps
+   float64 to float32 on every backend but TensorFlow
+   (`BIT64_TO_BIT32_DTYPE` in keras/src/backend/common/dtypes.py, "to be
+   aligned with JAX's default"), so ops that promote through it, such as
+   `keras.ops.tanh`, return float32 for float64 inputs and a correct
+   tanh/softmax network fails the check at ~1e-4. Keras has no switch for
+   this, so the scope maps float64 to itself in that table for its
+   duration and restores it on exit.
+
+The scope also sets Keras' `floatx` to float64, so losses built inside it
+compute in float64.
+"""
+
+import contextlib
+
+import keras
+import numpy as np
+
+
+def _backend():
+    return keras.backend.backend()
+
+
+def _unsupported():
+    return NotImplementedError(
+        "gradient_check supports the 'jax' and 'tensorflow' backends. "
+        f"Received: backend={_backend()}"
+    )
+
+
+@contextlib.contextmanager
+def _keras_keeps_float64():
+    """Stops Keras' type promotion from demoting float64 to float32."""
+    from keras.src.backend.common import dtypes as keras_dtypes
+
+    table = getattr(keras_dtypes, "BIT64_TO_BIT32_DTYPE", None)
+    if not isinstance(table, dict) or "float64" not in table:
+        yield
+        return
+    previous = table["float64"]
+    table["float64"] = "float64"
+    try:
+        yield
+    finally:
+        table["float64"] = previous
+
+
+@contextlib.contextmanager
+def float64_scope():
+    """Compute in true float64 while inside (see the module docstring)."""
+    previous_floatx = keras.config.floatx()
+    with contextlib.ExitStack() as stack:
+        if _backend() == "jax":
+            import jax
+
+            stack.enter_context(jax.enable_x64(True))
+            stack.enter_context(_keras_keeps_float64())
+        keras.config.set_floatx("float64")
+        try:
+            yield
+        finally:
+            keras.config.set_floatx(previous_floatx)
+
+
+def compile_function(fn):
+    """Jit-compiles `fn(list_of_arrays) -> scalar` for repeated calls."""
+    backend = _backend()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(fn, reduce_retracing=True)
+        return lambda params: compiled([tf.constant(p) for p in params])
+    raise _unsupported()
+
+
+def value_and_grad(fn, params):
+    """Value of `fn(params)` and its gradient w.r.t. each array in `params`.
+
+    Args:
+        fn: Function of a list of float64 arrays returning a scalar tensor.
+        params: List of numpy float64 arrays.
+
+    Returns:
+        `(value, grads)`: a Python float and a list of numpy float64 arrays
+        (zeros for a parameter the value does not depend on).
+    """
+    backend = _backend()
+    if backend == "jax":
+        import jax
+
+        value, grads = jax.value_and_grad(fn)([np.asarray(p) for p in params])
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        tensors = [tf.constant(p) for p in params]
+        with tf.GradientTape() as tape:
+            tape.watch(tensors)
+            value = fn(tensors)
+        grads = tape.gradient(value, tensors)
+        grads = [
+            tf.zeros_like(t) if g is None else tf.convert_to_tensor(g)
+            for g, t in zip(grads, tensors)
+        ]
+    else:
+        raise _unsupported()
+    grads = [np.asarray(keras.ops.convert_to_numpy(g), dtype="float64") for g in grads]
+    return float(keras.ops.convert_to_numpy(value)), grads
