@@ -1,0 +1,5 @@
+"""Training callbacks."""
+
+from kerasreg.callbacks.schedule import ScheduleCallback
+
+__all__ = ["ScheduleCallback"]
