@@ -24,31 +24,62 @@ def _learning_rate_variable(optimizer):
     return lr if isinstance(lr, keras.Variable) else None
 
 
-def _write_into_jax_fit_state(model, index, value, dtype):
-    """jax backend only: puts `value` into the state `fit` is carrying.
+_JAX_STATE_GROUPS = (
+    "trainable_variables",
+    "non_trainable_variables",
+    "optimizer_variables",
+    "metrics_variables",
+)
+
+
+def _jax_state_variables(model):
+    """The variable lists the jax trainer carries, in its state's order."""
+    return (
+        model.trainable_variables,
+        model.non_trainable_variables,
+        model.optimizer.variables,
+        model.metrics_variables,
+    )
+
+
+def _set_variable_during_jax_fit(model, groups, variable, value):
+    """jax backend only: sets `variable` to `value` mid-epoch, cheaply.
 
     During `fit` on jax, Keras keeps the training state outside the model's
-    variables (keras/src/backend/jax/trainer.py): the optimizer variables
-    live in the list `model._jax_state["optimizer_variables"]`, the very
-    list the next `train_function(state, ...)` call receives, and the
-    `keras.Variable`s are emptied. Assigning the learning-rate variable then
-    has no effect on the next step. The public way, `model.jax_state_sync()`
-    followed by an assignment, copies every model, optimizer and metric
-    variable back and forth on every batch. Keras has no portable hook to
-    change one optimizer variable mid-epoch, so this replaces just the one
-    entry of that list. Returns False (nothing written) when the state does
-    not have that shape, so the caller can take the public path.
+    variables (keras/src/backend/jax/trainer.py): after each step the new
+    state is kept in `model._jax_state` and the `keras.Variable`s are
+    emptied; the next step takes the state it carried, unless
+    `model._jax_state_synced` is True, in which case it gathers the state
+    afresh from the variables. Assigning the learning-rate variable alone
+    therefore has no effect on the next step. The public way,
+    `model.jax_state_sync()` and then `variable.assign(value)`, goes through
+    `assign` for every model, optimizer and metric variable and converts the
+    value to a device array, on every batch: on the benchmark MLP that made
+    `fit` about 1.3x slower (see benchmarks/bench_schedules.py). Keras has no
+    public hook to change one optimizer variable mid-epoch, so this does what
+    `jax_state_sync()` does without the per-variable `assign` overhead (it
+    re-attaches the carried arrays to the variables it was given in
+    `groups`), sets the one value, and marks the state synced so that the
+    next step gathers it. Returns False, having changed nothing, when the
+    carried state does not match `groups` (the caller then takes the
+    public way).
     """
     state = getattr(model, "_jax_state", None)
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or groups is None:
         return False
-    optimizer_variables = state.get("optimizer_variables")
-    if not isinstance(optimizer_variables, list) or index is None:
-        return False
-    if index >= len(optimizer_variables):
-        return False
-    # A fresh array every time: the jax train function donates its state.
-    optimizer_variables[index] = ops.convert_to_tensor(value, dtype=dtype)
+    pairs = []
+    for name, refs in zip(_JAX_STATE_GROUPS, groups):
+        values = state.get(name)
+        if not values:
+            continue
+        if len(values) != len(refs):
+            return False
+        pairs.append((refs, values))
+    for refs, values in pairs:
+        for ref, carried in zip(refs, values):
+            ref._value = carried
+    variable._value = np.asarray(value, dtype=variable.dtype)
+    model._jax_state_synced = True
     return True
 
 
@@ -93,9 +124,9 @@ class ScheduleCallback(keras.callbacks.Callback):
 
     Cost: with `unit="step"` the rates of a whole epoch are computed in one
     vectorized call at the start of the epoch, and setting one rate is a
-    variable assignment (on jax, a write into the state `fit` carries, see
-    `_write_into_jax_fit_state`), so the per-step overhead is a few
-    microseconds. With `steps_per_execution > 1` the rate changes once per
+    variable assignment (on jax, a re-attachment of the state `fit` carries,
+    see `_set_variable_during_jax_fit`), so the per-step overhead is small.
+    With `steps_per_execution > 1` the rate changes once per
     execution (the batch hooks run once per execution).
 
     Args:
@@ -150,7 +181,7 @@ class ScheduleCallback(keras.callbacks.Callback):
         self._cache = np.zeros((0,))
         self._step0 = 0
         self._lr_variable = None
-        self._lr_index = None
+        self._jax_groups = None
 
     # -- schedule values -------------------------------------------------
 
@@ -203,19 +234,14 @@ class ScheduleCallback(keras.callbacks.Callback):
                 "keep ScheduleCallback, or keep the schedule in the optimizer "
                 "and remove ScheduleCallback."
             )
-        self._lr_index = next(
-            (
-                i
-                for i, v in enumerate(optimizer.variables)
-                if v is self._lr_variable
-            ),
-            None,
-        )
 
     def on_epoch_begin(self, epoch, logs=None):
         # The training state is attached to the variables at epoch start
         # (on jax, `self.model` syncs it if a callback left it detached).
-        optimizer = self.model.optimizer
+        model = self.model
+        optimizer = model.optimizer
+        if keras.backend.backend() == "jax" and self.unit == "step":
+            self._jax_groups = _jax_state_variables(model)
         iterations = int(ops.convert_to_numpy(optimizer.iterations))
         current = float(ops.convert_to_numpy(self._lr_variable))
         if self.unit == "epoch":
@@ -264,10 +290,9 @@ class ScheduleCallback(keras.callbacks.Callback):
             keras.backend.backend() == "jax"
             and not getattr(model, "_jax_state_synced", True)
         ):
-            written = _write_into_jax_fit_state(
-                model, self._lr_index, value, variable.dtype
-            )
-            if not written:
+            if not _set_variable_during_jax_fit(
+                model, self._jax_groups, variable, value
+            ):
                 model.jax_state_sync()
                 variable.assign(value)
         else:
