@@ -253,6 +253,7 @@ class ScheduleCallback(keras.callbacks.Callback):
             value = self._write(self._scale * self._rates(epoch, 1)[0])
         else:
             self._step0 = iterations
+            self._last_written = current  # what the optimizer holds now
             value = self._scale * self._rate(t)
         if self.verbose > 0:
             keras.utils.io_utils.print_msg(
@@ -262,7 +263,10 @@ class ScheduleCallback(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.unit == "step":
-            self._write(self._scale * self._rate(self._step0 + batch))
+            value = float(np.float32(self._scale * self._rate(self._step0 + batch)))
+            # Unchanged since the previous step (which kept it): nothing to do.
+            if value != self._last_written:
+                self._write(value)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._last_written is not None:
