@@ -5,8 +5,10 @@ from kerasreg import datasets
 from kerasreg import diagnostics
 from kerasreg import ensembles
 from kerasreg import initializers
+from kerasreg import schedules
 from kerasreg.callbacks.monitors import ActivationHistograms
 from kerasreg.callbacks.monitors import UpdateRatioMonitor
+from kerasreg.callbacks.schedule import ScheduleCallback
 from kerasreg.callbacks.weight_ema import WeightEMA
 from kerasreg.diagnostics.gradient_check import GradientCheckReport
 from kerasreg.diagnostics.gradient_check import gradient_check
@@ -19,16 +21,27 @@ from kerasreg.initializers import ScaledNormal
 from kerasreg.initializers import XavierNormal
 from kerasreg.initializers import XavierUniform
 from kerasreg.initializers import lsuv
+from kerasreg.schedules import CyclicCosine
+from kerasreg.schedules import ExponentialDecay
+from kerasreg.schedules import InverseTimeDecay
+from kerasreg.schedules import StepDecay
+from kerasreg.schedules import Warmup
 
 __version__ = "0.1.0"
 __all__ = [
     "ActivationHistograms",
+    "CyclicCosine",
+    "ExponentialDecay",
     "GradientCheckReport",
     "HeNormal",
     "HeUniform",
+    "InverseTimeDecay",
     "LSUVReport",
     "ScaledNormal",
+    "ScheduleCallback",
+    "StepDecay",
     "UpdateRatioMonitor",
+    "Warmup",
     "WeightEMA",
     "XavierNormal",
     "XavierUniform",
@@ -41,4 +54,5 @@ __all__ = [
     "lsuv",
     "overfitting_report",
     "sanity_check",
+    "schedules",
 ]

@@ -1,0 +1,57 @@
+"""1/t decay: `lr(t) = lr0 / (1 + k t)`."""
+
+from kerasreg._registry import register
+from kerasreg.schedules import _checks
+from kerasreg.schedules import _math
+from keras.optimizers.schedules import LearningRateSchedule
+
+
+@register
+class InverseTimeDecay(LearningRateSchedule):
+    """1/t decay: `lr(t) = initial_learning_rate / (1 + k * t)`.
+
+    The third annealing recipe of the cs231n notes ("Neural Networks 3"):
+    `alpha = alpha_0 / (1 + k t)`, where `t` is the iteration number (or the
+    epoch, with `kerasreg.callbacks.ScheduleCallback(unit="epoch")`). `t`
+    starts at 0.
+
+    Not the same parameterization as Keras' own
+    `keras.optimizers.schedules.InverseTimeDecay(initial_learning_rate,
+    decay_steps, decay_rate)`, which computes
+    `initial_learning_rate / (1 + decay_rate * t / decay_steps)`; the two agree
+    for `k = decay_rate / decay_steps` (and `staircase=False`).
+
+    Args:
+        initial_learning_rate: Float > 0. The rate at `t = 0`.
+        k: Float >= 0. Decay constant per step (or epoch).
+        name: String. Optional name of the schedule.
+
+    Example:
+
+    ```python
+    import keras
+    import kerasreg
+
+    schedule = kerasreg.schedules.InverseTimeDecay(0.1, k=1.0)
+    round(float(schedule(3)), 5)  # 0.1 / 4 = 0.025
+    optimizer = keras.optimizers.SGD(learning_rate=schedule)
+    ```
+    """
+
+    def __init__(self, initial_learning_rate, k, name=None):
+        super().__init__()
+        self.initial_learning_rate = _checks.positive_float(
+            "initial_learning_rate", initial_learning_rate
+        )
+        self.k = _checks.non_negative_float("k", k)
+        self.name = name
+
+    def __call__(self, step):
+        return _math.inverse_time_decay(step, self.initial_learning_rate, self.k)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "k": self.k,
+            "name": self.name,
+        }

@@ -1,0 +1,202 @@
+"""kerasreg.callbacks.ScheduleCallback end to end with fit."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from kerasreg import schedules as S
+from kerasreg.callbacks import ScheduleCallback
+
+
+def f32(values):
+    return np.asarray(values, dtype="float32").astype("float64")
+
+
+def data(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype("float32")
+    y = (x @ np.array([[1.0], [-2.0], [0.5]]) + 0.3).astype("float32")
+    return x, y
+
+
+def linear_model(lr=0.1, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(learning_rate=lr), loss="mse")
+    return model
+
+
+def weights(model):
+    return [ops.convert_to_numpy(w) for w in model.weights]
+
+
+def test_history_equals_formula_per_epoch():
+    x, y = data()
+    model = linear_model()
+    history = model.fit(
+        x, y, epochs=6, batch_size=8, verbose=0,
+        callbacks=[ScheduleCallback(S.StepDecay(0.1, 0.5, 2))],
+    )
+    assert history.history["learning_rate"] == list(f32([0.1, 0.1, 0.05, 0.05, 0.025, 0.025]))
+    assert float(ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.025)
+
+
+def test_step_unit_rates_take_effect_sgd_against_numpy():
+    """Mid-epoch rates must reach the compiled step (jax keeps state outside variables)."""
+    x, y = data(n=16)
+    model = linear_model()
+    w0, b0 = [w.astype("float64") for w in weights(model)]
+    k = 0.3
+    history = model.fit(
+        x, y, epochs=3, batch_size=4, shuffle=False, verbose=0,
+        callbacks=[ScheduleCallback(S.ExponentialDecay(0.1, k), unit="step")],
+    )
+
+    def sgd(rates):
+        w, b = w0.copy(), b0.copy()
+        for t, lr in enumerate(rates):
+            xb, yb = x[(t % 4) * 4 : (t % 4) * 4 + 4].astype("float64"), y[(t % 4) * 4 : (t % 4) * 4 + 4]
+            err = xb @ w + b - yb
+            w -= lr * 2 * xb.T @ err / len(xb)
+            b -= lr * 2 * err.mean(axis=0)
+        return w, b
+
+    rates = 0.1 * np.exp(-k * np.arange(12))
+    w, b = sgd(rates)
+    np.testing.assert_allclose(weights(model)[0], w, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(weights(model)[1], b, rtol=1e-4, atol=1e-6)
+    # the test can tell: the epoch's first rate held for the whole epoch differs
+    w_wrong, _ = sgd(np.repeat(rates[::4], 4))
+    assert not np.allclose(w, w_wrong, rtol=1e-3)
+    np.testing.assert_allclose(history.history["learning_rate"], rates[[3, 7, 11]], rtol=1e-6)
+    assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 12
+
+
+def test_step_unit_every_rate_and_python_callable():
+    x, y = data(n=12)
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(float(ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    schedule = S.CyclicCosine(0.1, total_steps=9, n_cycles=2, min_learning_rate=0.01)
+    model = linear_model()
+    model.fit(x, y, epochs=3, batch_size=4, verbose=0,
+              callbacks=[ScheduleCallback(schedule, unit="step"), Probe()])
+    c = 5
+    expected = 0.01 + 0.09 / 2 * (np.cos(np.pi * (np.arange(9) % c) / c) + 1)
+    np.testing.assert_allclose(seen, expected, rtol=1e-6)
+
+    seen.clear()
+    model = linear_model()
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0,
+              callbacks=[ScheduleCallback(lambda t: 0.1 if t < 4 else 0.01, unit="step"), Probe()])
+    assert seen == list(f32([0.1] * 4 + [0.01] * 2))
+
+
+@pytest.mark.parametrize("unit", ["epoch", "step"])
+def test_resume_with_initial_epoch(unit):
+    x, y = data()
+    schedule = S.Warmup(S.ExponentialDecay(0.1, 0.2), warmup_steps=3, start_learning_rate=0.02)
+    full = linear_model()
+    h_full = full.fit(x, y, epochs=6, batch_size=8, shuffle=False, verbose=0,
+                      callbacks=[ScheduleCallback(schedule, unit=unit)])
+    part = linear_model()
+    h1 = part.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0,
+                  callbacks=[ScheduleCallback(schedule, unit=unit)])
+    h2 = part.fit(x, y, epochs=6, initial_epoch=3, batch_size=8, shuffle=False, verbose=0,
+                  callbacks=[ScheduleCallback(schedule, unit=unit)])
+    assert h1.history["learning_rate"] + h2.history["learning_rate"] == h_full.history["learning_rate"]
+    t = np.arange(6) if unit == "epoch" else np.arange(1, 12, 2)
+    np.testing.assert_allclose(h_full.history["learning_rate"], ops.convert_to_numpy(schedule(t)), rtol=1e-6)
+    for a, b in zip(weights(part), weights(full)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+class Interrupt(keras.callbacks.Callback):
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.batch:
+            raise RuntimeError("interrupted")
+
+
+@pytest.mark.parametrize("unit", ["epoch", "step"])
+def test_resume_with_backup_and_restore(unit, tmp_path):
+    x, y = data()
+    schedule = S.CyclicCosine(0.1, total_steps=10, n_cycles=3, min_learning_rate=0.005)
+    full = linear_model()
+    h_full = full.fit(x, y, epochs=5, batch_size=8, shuffle=False, verbose=0,
+                      callbacks=[ScheduleCallback(schedule, unit=unit)])
+    model = linear_model()
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(x, y, epochs=5, batch_size=8, shuffle=False, verbose=0,
+                  callbacks=[backup, ScheduleCallback(schedule, unit=unit), Interrupt(2, 1)])
+    # a fresh process would build a new callback; the step count comes from the backup
+    h2 = model.fit(x, y, epochs=5, batch_size=8, shuffle=False, verbose=0,
+                   callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "backup")),
+                              ScheduleCallback(schedule, unit=unit)])
+    assert len(h2.history["learning_rate"]) == 3  # epochs 2, 3, 4
+    assert h2.history["learning_rate"] == h_full.history["learning_rate"][2:]
+    assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 10
+    for a, b in zip(weights(model), weights(full)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+class ConstantMetric(keras.callbacks.Callback):
+    """Puts a metric that never improves into the logs: a plateau every epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["plateau"] = 1.0
+
+
+def test_reduce_lr_on_plateau_multiplies_the_scheduled_rate():
+    x, y = data()
+    schedule = S.InverseTimeDecay(0.1, 0.5)
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="plateau", factor=0.5, patience=1, min_delta=0.0, mode="min")
+    model = linear_model()
+    history = model.fit(x, y, epochs=5, batch_size=8, verbose=0,
+                        callbacks=[ScheduleCallback(schedule), ConstantMetric(), plateau])
+    # cut by 0.5 at the end of epochs 1, 2, 3: scale 1, 1, 0.5, 0.25, 0.125
+    scale = np.array([1, 1, 0.5, 0.25, 0.125])
+    expected = scale * 0.1 / (1 + 0.5 * np.arange(5))
+    np.testing.assert_allclose(history.history["learning_rate"], expected, rtol=1e-6)
+    # the last cut (end of epoch 4) is in the optimizer; a resumed run keeps it
+    h2 = model.fit(x, y, epochs=7, initial_epoch=5, batch_size=8, verbose=0,
+                   callbacks=[ScheduleCallback(schedule)])
+    np.testing.assert_allclose(h2.history["learning_rate"], 0.0625 * 0.1 / (1 + 0.5 * np.arange(5, 7)), rtol=1e-6)
+
+
+def test_reduce_lr_on_plateau_with_step_unit():
+    x, y = data()
+    schedule = S.ExponentialDecay(0.1, 0.1)
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="plateau", factor=0.1, patience=1, min_delta=0.0, mode="min")
+    model = linear_model()
+    history = model.fit(x, y, epochs=3, batch_size=8, verbose=0,
+                        callbacks=[ScheduleCallback(schedule, unit="step"), ConstantMetric(), plateau])
+    scale = np.array([1, 1, 0.1])
+    np.testing.assert_allclose(history.history["learning_rate"], scale * 0.1 * np.exp(-0.1 * np.array([1, 3, 5])), rtol=1e-6)
+
+
+def test_error_when_optimizer_has_a_schedule():
+    x, y = data(n=4)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(learning_rate=S.StepDecay(0.1)), loss="mse")
+    with pytest.raises(ValueError, match="created with a schedule object") as info:
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[ScheduleCallback(S.StepDecay(0.1))])
+    assert "float learning rate" in str(info.value)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"Invalid value received for argument `unit`.*Received: unit='batch'"):
+        ScheduleCallback(S.StepDecay(0.1), unit="batch")
+    with pytest.raises(ValueError, match=r"Invalid value received for argument `schedule`.*Received: schedule=0.1"):
+        ScheduleCallback(0.1)
