@@ -21,6 +21,8 @@ from kerasreg.initializers import ScaledNormal
 from kerasreg.initializers import XavierNormal
 from kerasreg.initializers import XavierUniform
 from kerasreg.initializers import lsuv
+from kerasreg.layers import BatchNormalization
+from kerasreg.layers import Dropout
 from kerasreg.schedules import CyclicCosine
 from kerasreg.schedules import ExponentialDecay
 from kerasreg.schedules import InverseTimeDecay
@@ -30,7 +32,9 @@ from kerasreg.schedules import Warmup
 __version__ = "0.1.0"
 __all__ = [
     "ActivationHistograms",
+    "BatchNormalization",
     "CyclicCosine",
+    "Dropout",
     "ExponentialDecay",
     "GradientCheckReport",
     "HeNormal",

@@ -1,0 +1,279 @@
+"""Batch normalization with a cumulative-average mode and a statistics reset."""
+
+import math
+
+import keras
+from keras import ops
+
+from kerasreg._registry import register
+
+
+def _validate_momentum(momentum):
+    if momentum is None:
+        return None
+    try:
+        value = float(momentum)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(momentum, bool) or not 0.0 <= value <= 1.0:
+        raise ValueError(
+            "Invalid value received for argument `momentum`. "
+            "Expected a float value between 0 and 1, or None. "
+            f"Received: momentum={momentum}"
+        )
+    return value
+
+
+def _validate_epsilon(epsilon):
+    try:
+        value = float(epsilon)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(epsilon, bool) or not value > 0.0 or math.isinf(value):
+        raise ValueError(
+            "Invalid value received for argument `epsilon`. "
+            "Expected a float value greater than 0. "
+            f"Received: epsilon={epsilon}"
+        )
+    return value
+
+
+@register
+class BatchNormalization(keras.layers.BatchNormalization):
+    """Batch normalization, with a cumulative average and a statistics reset.
+
+    A drop-in subclass of `keras.layers.BatchNormalization` (Ioffe & Szegedy,
+    2015): every argument of the Keras layer is accepted with its default and
+    config key, and `isinstance(layer, keras.layers.BatchNormalization)`
+    holds.
+
+    **In training** (`fit()`, or `training=True`) each feature is normalized
+    with the mean and variance of the current mini-batch, then scaled by the
+    learned `gamma` and shifted by the learned `beta`:
+    `gamma * (x - mean(x)) / sqrt(var(x) + epsilon) + beta`. The variance is
+    the biased one (divided by `n`, never `n - 1`), so a batch of a single
+    example gives variance 0 and output `beta`, not NaN. The moving
+    statistics used at inference are updated at each training call with
+    `moving = momentum * moving + (1 - momentum) * batch`.
+
+    **At inference** (`predict()`, `evaluate()`, `training=False`), and
+    whenever the layer is frozen (`trainable=False`, as in Keras), it
+    returns `gamma * (x - moving_mean) / sqrt(moving_variance + epsilon) +
+    beta` and changes no state.
+
+    **Extras.** `momentum=None` replaces the exponential moving average by a
+    cumulative, equal-weight one: after `k` training batches since the last
+    `reset_statistics()`, `moving_mean` is the mean of the `k` batch means
+    and `moving_variance` the mean of the `k` batch variances. This is what
+    re-estimating the statistics after averaging weights needs (as
+    `torch.optim.swa_utils.update_bn` does): call `reset_statistics()`, set
+    `momentum = None`, and run the training data through the model in
+    training mode once. The layer counts the training batches it has seen in
+    a non-trainable float32 variable `num_batches_tracked` (updated inside
+    the compiled step, exact up to 2**24 batches), which it always creates,
+    so an already built layer can switch to `momentum=None` later (re-compile
+    or re-trace the step function after changing `momentum`).
+
+    The moving statistics and the counter are float32 variables under a
+    mixed-precision policy (e.g. `"mixed_float16"`), and the statistics are
+    computed in float32 there.
+
+    Args:
+        axis: Integer, the axis that should be normalized (typically the
+            features axis). For instance, after a `Conv2D` layer with
+            `data_format="channels_first"`, use `axis=1`. Defaults to `-1`.
+        momentum: Float between 0 and 1, or `None`. Momentum of the moving
+            average; `None` gives the cumulative average of all batches since
+            the last `reset_statistics()`. Defaults to `0.99`.
+        epsilon: Float greater than 0, added to the variance to avoid
+            dividing by zero. Defaults to `1e-3`.
+        center: If `True`, add the offset `beta` to the normalized tensor.
+            Defaults to `True`.
+        scale: If `True`, multiply by `gamma`. Defaults to `True`.
+        beta_initializer: Initializer for the beta weight. Defaults to
+            `"zeros"`.
+        gamma_initializer: Initializer for the gamma weight. Defaults to
+            `"ones"`.
+        moving_mean_initializer: Initializer for the moving mean. Defaults to
+            `"zeros"`.
+        moving_variance_initializer: Initializer for the moving variance.
+            Defaults to `"ones"`.
+        beta_regularizer: Optional regularizer for the beta weight.
+        gamma_regularizer: Optional regularizer for the gamma weight.
+        beta_constraint: Optional constraint for the beta weight.
+        gamma_constraint: Optional constraint for the gamma weight.
+        renorm: Whether to use Batch Renormalization, as in Keras. Cannot be
+            combined with `momentum=None`. Defaults to `False`.
+        renorm_clipping: As in Keras; valid only if `renorm=True`.
+        renorm_momentum: As in Keras; valid only if `renorm=True`. Defaults
+            to `0.99`.
+        synchronized: As in Keras (TensorFlow backend only). Defaults to
+            `False`.
+        **kwargs: Base layer keyword arguments (e.g. `name` and `dtype`).
+
+    Call arguments:
+        inputs: Input tensor (of any rank).
+        training: Python boolean indicating whether the layer should behave
+            in training mode (batch statistics, moving statistics updated)
+            or in inference mode (moving statistics).
+        mask: Binary tensor of shape broadcastable to `inputs`, with `True`
+            marking the positions used for the batch mean and variance in
+            training; masked positions are left out of the statistics.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import kerasreg
+
+    x = np.random.default_rng(0).normal(5.0, 2.0, (64, 3)).astype("float32")
+    layer = kerasreg.BatchNormalization(momentum=None)
+    for batch in np.split(x, 4):
+        layer(batch, training=True)
+    # moving_mean is now the mean of the 4 batch means
+    print(np.asarray(layer.moving_mean))
+    layer.reset_statistics()  # zeros, ones, counter 0
+    ```
+    """
+
+    def __init__(
+        self,
+        axis=-1,
+        momentum=0.99,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        moving_mean_initializer="zeros",
+        moving_variance_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        renorm=False,
+        renorm_clipping=None,
+        renorm_momentum=0.99,
+        synchronized=False,
+        **kwargs,
+    ):
+        momentum = _validate_momentum(momentum)
+        epsilon = _validate_epsilon(epsilon)
+        if momentum is None and renorm:
+            raise ValueError(
+                "Invalid value received for argument `momentum`. "
+                "momentum=None (cumulative average) cannot be combined with "
+                f"renorm=True. Received: momentum={momentum}, renorm={renorm}"
+            )
+        super().__init__(
+            axis=axis,
+            momentum=0.99 if momentum is None else momentum,
+            epsilon=epsilon,
+            center=center,
+            scale=scale,
+            beta_initializer=beta_initializer,
+            gamma_initializer=gamma_initializer,
+            moving_mean_initializer=moving_mean_initializer,
+            moving_variance_initializer=moving_variance_initializer,
+            beta_regularizer=beta_regularizer,
+            gamma_regularizer=gamma_regularizer,
+            beta_constraint=beta_constraint,
+            gamma_constraint=gamma_constraint,
+            renorm=renorm,
+            renorm_clipping=renorm_clipping,
+            renorm_momentum=renorm_momentum,
+            synchronized=synchronized,
+            **kwargs,
+        )
+        self.momentum = momentum
+        self.num_batches_tracked = None
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.num_batches_tracked = self.add_weight(
+            shape=(),
+            name="num_batches_tracked",
+            initializer="zeros",
+            dtype="float32",
+            trainable=False,
+            autocast=False,
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        updating = bool(training) and self.trainable
+        if self.momentum is not None or not updating:
+            outputs = super().call(inputs, training=training, mask=mask)
+        else:
+            if self.renorm:
+                raise ValueError(
+                    "momentum=None (cumulative average) cannot be combined "
+                    "with renorm=True."
+                )
+            outputs = self._cumulative_call(inputs, mask)
+        if updating:
+            self.num_batches_tracked.assign(self.num_batches_tracked + 1.0)
+        return outputs
+
+    def _cumulative_call(self, inputs, mask):
+        # Training-mode call with `momentum=None`: as the parent's, except
+        # that the moving statistics get weight 1 / (k + 1) for batch k + 1.
+        if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
+            raise ValueError(
+                "The mask provided should be one dimension less "
+                "than the inputs. Received: "
+                f"mask.shape={mask.shape}, inputs.shape={inputs.shape}"
+            )
+        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
+        inputs = ops.cast(inputs, compute_dtype)
+        mean, variance = self._moments(inputs, mask)
+
+        weight = 1.0 / (ops.cast(self.num_batches_tracked, compute_dtype) + 1.0)
+        moving_mean = ops.cast(self.moving_mean, compute_dtype)
+        moving_variance = ops.cast(self.moving_variance, compute_dtype)
+        self.moving_mean.assign(moving_mean + (mean - moving_mean) * weight)
+        self.moving_variance.assign(
+            moving_variance + (variance - moving_variance) * weight
+        )
+
+        gamma = ops.cast(self.gamma, compute_dtype) if self.scale else None
+        beta = ops.cast(self.beta, compute_dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x=inputs,
+            mean=mean,
+            variance=variance,
+            axis=self.axis,
+            offset=beta,
+            scale=gamma,
+            epsilon=self.epsilon,
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def reset_statistics(self):
+        """Resets the moving statistics and the batch counter.
+
+        Sets `moving_mean` and `moving_variance` back to the values of
+        `moving_mean_initializer` and `moving_variance_initializer` (zeros
+        and ones by default) and `num_batches_tracked` to 0. With
+        `renorm=True`, `renorm_mean`, `renorm_stddev` and `moving_stddev`
+        are reset the same way (the standard deviations to the square root
+        of the variance initializer). `gamma` and `beta` are not touched.
+        Does nothing on a layer that is not built yet.
+
+        On the JAX backend, inside `fit()`, call `model.jax_state_sync()`
+        before and after (e.g. in `on_epoch_begin`), since Keras keeps the
+        state outside the model's variables there.
+        """
+        if not self.built:
+            return
+        shape = self.moving_mean.shape
+        mean0 = self.moving_mean_initializer(shape, dtype=self.moving_mean.dtype)
+        var0 = self.moving_variance_initializer(
+            shape, dtype=self.moving_variance.dtype
+        )
+        self.moving_mean.assign(mean0)
+        self.moving_variance.assign(var0)
+        self.num_batches_tracked.assign(0.0)
+        if self.renorm:
+            self.moving_stddev.assign(ops.sqrt(var0))
+            self.renorm_mean.assign(mean0)
+            self.renorm_stddev.assign(ops.sqrt(var0))
