@@ -5,6 +5,7 @@ from kerasreg import datasets
 from kerasreg import diagnostics
 from kerasreg import ensembles
 from kerasreg import initializers
+from kerasreg import layers
 from kerasreg import schedules
 from kerasreg.callbacks.monitors import ActivationHistograms
 from kerasreg.callbacks.monitors import UpdateRatioMonitor
@@ -55,6 +56,7 @@ __all__ = [
     "ensembles",
     "gradient_check",
     "initializers",
+    "layers",
     "lsuv",
     "overfitting_report",
     "sanity_check",
