@@ -243,7 +243,7 @@ def _tiny_search(tmp_path):
     tuner = keras_tuner.RandomSearch(
         build,
         objective="val_accuracy",
-        max_trials=3,
+        max_trials=2,
         seed=0,
         directory=str(tmp_path),
         project_name="search",
