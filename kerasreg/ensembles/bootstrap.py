@@ -50,8 +50,8 @@ def fit_bootstrap(
     One line of progress is printed per member. The returned ensemble carries
     `bootstrap_indices` (list of `n_members` integer arrays, the rows each
     member trained on; `None` with `bootstrap=False`), `oob_indices` (the
-    sorted rows each member never saw; `None` with `bootstrap=False`) and
-    `member_seeds`. These are plain attributes: they are not saved by
+    sorted rows each member never saw; `None` with `bootstrap=False`),
+    `member_seeds` and `histories` (each member's `History.history`). These are plain attributes: they are not saved by
     `save("x.keras")`.
 
     Args:
@@ -147,6 +147,7 @@ def fit_bootstrap(
     fit_kwargs.setdefault("verbose", 0)
 
     members, bootstrap_indices, oob_indices, member_seeds = [], [], [], []
+    histories = []
     for i in range(n_members):
         member_seed = seed + i
         keras.utils.set_random_seed(member_seed)
@@ -174,9 +175,9 @@ def fit_bootstrap(
         history = model.fit(xi, yi, sample_weight=swi, **fit_kwargs)
         members.append(model)
         member_seeds.append(member_seed)
-        logs = {
-            k: v[-1] for k, v in getattr(history, "history", {}).items() if v
-        }
+        history = dict(getattr(history, "history", None) or {})
+        histories.append(history)
+        logs = {k: v[-1] for k, v in history.items() if v}
         metrics = ", ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
         print(
             f"member {i + 1}/{n_members} (seed {member_seed}): {data_note}"
@@ -188,4 +189,5 @@ def fit_bootstrap(
     ensemble.bootstrap_indices = bootstrap_indices if bootstrap else None
     ensemble.oob_indices = oob_indices if bootstrap else None
     ensemble.member_seeds = member_seeds
+    ensemble.histories = histories
     return ensemble
