@@ -87,6 +87,7 @@ def nll(y_true, probs):
     ```python
     >>> round(nll([0, 1], [[0.5, 0.5], [0.25, 0.75]]), 4)
     0.4904
+
     ```
     """
     probs = _as_probs(probs)
@@ -113,6 +114,7 @@ def brier(y_true, probs):
     ```python
     >>> round(brier([0, 1], [[0.5, 0.5], [0.25, 0.75]]), 4)
     0.3125
+
     ```
     """
     probs = _as_probs(probs)
@@ -145,6 +147,7 @@ def expected_calibration_error(y_true, probs, n_bins=15):
     >>> p = [[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.6, 0.4]]
     >>> round(expected_calibration_error(y, p, n_bins=10), 4)
     0.1
+
     ```
     """
     n_bins = _check_n_bins(n_bins)
@@ -183,6 +186,7 @@ def disagreement(member_probs):
     ...      [[0.2, 0.8], [0.3, 0.7]]]
     >>> round(disagreement(p), 4)
     0.6667
+
     ```
     """
     member_probs = np.asarray(member_probs, dtype=np.float64)
@@ -271,6 +275,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
     ...                [[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.6, 0.4]])
     >>> round(float(m.result()), 4)
     0.1
+
     ```
     """
 
@@ -350,6 +355,7 @@ class BrierScore(keras.metrics.MeanMetricWrapper):
     >>> m.update_state([0, 1], [[0.5, 0.5], [0.25, 0.75]])
     >>> round(float(m.result()), 4)
     0.3125
+
     ```
     """
 
