@@ -100,7 +100,9 @@ def report(ensemble, x, y, batch_size=None, n_bins=15):
     of the members' weights, when the members share an architecture
     (`kerasreg.ensembles.average_weights`). Columns: accuracy, NLL, expected
     calibration error, Brier score; plus the members' disagreement. Member
-    predictions are computed once, in one fused pass.
+    predictions are computed once, in one fused pass. (The vote row scores
+    the vote shares as probabilities: a true class that got no vote costs
+    `-log(1e-12)` in NLL, so its NLL is large by design.)
 
     Args:
         ensemble: An `Ensemble` or a `MultiHeadEnsemble`.
