@@ -6,6 +6,7 @@ from kerasreg import diagnostics
 from kerasreg import ensembles
 from kerasreg import initializers
 from kerasreg import layers
+from kerasreg import metrics
 from kerasreg import schedules
 from kerasreg.callbacks.monitors import ActivationHistograms
 from kerasreg.callbacks.monitors import UpdateRatioMonitor
@@ -15,6 +16,9 @@ from kerasreg.diagnostics.gradient_check import GradientCheckReport
 from kerasreg.diagnostics.gradient_check import gradient_check
 from kerasreg.diagnostics.overfitting import overfitting_report
 from kerasreg.diagnostics.sanity import sanity_check
+from kerasreg.ensembles import Ensemble
+from kerasreg.ensembles import MultiHeadEnsemble
+from kerasreg.ensembles import fit_bootstrap
 from kerasreg.initializers import HeNormal
 from kerasreg.initializers import HeUniform
 from kerasreg.initializers import LSUVReport
@@ -36,12 +40,14 @@ __all__ = [
     "BatchNormalization",
     "CyclicCosine",
     "Dropout",
+    "Ensemble",
     "ExponentialDecay",
     "GradientCheckReport",
     "HeNormal",
     "HeUniform",
     "InverseTimeDecay",
     "LSUVReport",
+    "MultiHeadEnsemble",
     "ScaledNormal",
     "ScheduleCallback",
     "StepDecay",
@@ -54,10 +60,12 @@ __all__ = [
     "datasets",
     "diagnostics",
     "ensembles",
+    "fit_bootstrap",
     "gradient_check",
     "initializers",
     "layers",
     "lsuv",
+    "metrics",
     "overfitting_report",
     "sanity_check",
     "schedules",

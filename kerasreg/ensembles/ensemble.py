@@ -1,0 +1,436 @@
+"""`Ensemble`: several trained classifiers combined in one Keras model."""
+
+import types
+
+import keras
+import numpy as np
+from keras import ops
+
+from kerasreg._registry import register
+
+COMBINES = ("mean", "vote", "geometric")
+
+# Vote output: the vote shares, moved by this much towards the tie-broken
+# winner so that `argmax` of the output is the winner exactly.
+VOTE_NUDGE = 1e-5
+# Probabilities are clipped at this value before the log of `"geometric"`.
+LOG_EPS = 1e-7
+# Ties in vote shares are shares within this distance of the top share.
+_TIE_TOL = 1e-6
+
+
+def check_combine(combine):
+    if combine not in COMBINES:
+        raise ValueError(
+            "Invalid value received for argument `combine`. Expected one of "
+            f"{COMBINES}. Received: combine={combine!r}"
+        )
+    return combine
+
+
+def normalize_weights(weights, n_members):
+    """Validates member weights; returns them as floats summing to 1, or None."""
+    if weights is None:
+        return None
+    try:
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "Invalid value received for argument `weights`. Expected a list of "
+            f"non-negative numbers. Received: weights={weights!r}"
+        )
+    if w.shape[0] != n_members:
+        raise ValueError(
+            "Invalid value received for argument `weights`. Expected one weight "
+            f"per member ({n_members} members). Received: weights={weights!r} "
+            f"({w.shape[0]} values)"
+        )
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(
+            "Invalid value received for argument `weights`. Expected finite, "
+            f"non-negative numbers. Received: weights={weights!r}"
+        )
+    if w.sum() <= 0:
+        raise ValueError(
+            "Invalid value received for argument `weights`. Expected at least "
+            f"one positive weight. Received: weights={weights!r}"
+        )
+    return [float(v) for v in w / w.sum()]
+
+
+def to_probabilities(outputs, from_logits):
+    """Member outputs (..., classes) -> probabilities with >= 2 columns."""
+    if outputs.shape[-1] == 1:
+        p = ops.sigmoid(outputs) if from_logits else outputs
+        return ops.concatenate([1.0 - p, p], axis=-1)
+    return ops.softmax(outputs, axis=-1) if from_logits else outputs
+
+
+def combine_probabilities(stacked, combine, weights=None):
+    """Combines member probabilities stacked on axis 0: (M, ..., C) -> (..., C).
+
+    `"mean"`: weighted mean. `"geometric"`: softmax of the weighted mean of
+    log-probabilities (clipped at `LOG_EPS`). `"vote"`: weighted share of the
+    members whose argmax is each class; among classes tied for the top share
+    the one with the highest mean probability wins, and the output is
+    `(1 - VOTE_NUDGE) * shares + VOTE_NUDGE * onehot(winner)`, so that its
+    argmax is that winner.
+    """
+    stacked = ops.convert_to_tensor(stacked)
+    m = stacked.shape[0]
+    if weights is None:
+        w = np.full((m,), 1.0 / m)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+    w = ops.convert_to_tensor(
+        w.reshape((m,) + (1,) * (len(stacked.shape) - 1)), dtype=stacked.dtype
+    )
+    mean = ops.sum(w * stacked, axis=0)
+    if combine == "mean":
+        return mean
+    if combine == "geometric":
+        log_p = ops.log(ops.clip(stacked, LOG_EPS, 1.0))
+        return ops.softmax(ops.sum(w * log_p, axis=0), axis=-1)
+    classes = stacked.shape[-1]
+    votes = ops.one_hot(
+        ops.argmax(stacked, axis=-1), classes, dtype=stacked.dtype
+    )
+    shares = ops.sum(w * votes, axis=0)
+    top = ops.max(shares, axis=-1, keepdims=True)
+    score = ops.where(shares >= top - _TIE_TOL, mean, -1.0)
+    winner = ops.one_hot(
+        ops.argmax(score, axis=-1), classes, dtype=stacked.dtype
+    )
+    return (1.0 - VOTE_NUDGE) * shares + VOTE_NUDGE * winner
+
+
+def _shape_of(tensors):
+    if tensors is None:
+        return None
+    return tuple(tuple(t.shape[1:]) for t in tensors)
+
+
+def _io_shapes(model):
+    """(input shapes, output shapes) without the batch axis, or None."""
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs or not outputs:
+        return None
+    return _shape_of(inputs), _shape_of(outputs)
+
+
+def _probe_inputs(model, rows=4):
+    """Random inputs for `model`, or None when its input shapes are unknown."""
+    rng = np.random.default_rng(0)
+    arrays = []
+    for spec in model.inputs:
+        shape = tuple(spec.shape[1:])
+        if any(d is None for d in shape):
+            return None
+        dtype = keras.backend.standardize_dtype(spec.dtype)
+        if "int" in dtype or dtype == "bool":
+            arrays.append(np.zeros((rows,) + shape, dtype=dtype))
+        else:
+            arrays.append(rng.normal(size=(rows,) + shape).astype(dtype))
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def check_probability_outputs(model, index, from_logits, argument="members"):
+    """Raises if `model` visibly outputs logits while from_logits is False."""
+    if from_logits or _io_shapes(model) is None:
+        return
+    x = _probe_inputs(model)
+    if x is None:
+        return
+    try:
+        out = keras.ops.convert_to_numpy(model(x, training=False))
+    except Exception:  # The probe is best effort; a real error shows on use.
+        return
+    raise_if_logits(out, f"{argument[:-1]} {index} ('{model.name}')", argument)
+
+
+def raise_if_logits(out, who, argument):
+    """Raises a ValueError if the array `out` is not class probabilities."""
+    out = np.asarray(out, dtype=np.float64)
+    if out.ndim == 0 or out.size == 0:
+        return
+    negative = np.any(out < -1e-6)
+    if out.shape[-1] == 1:
+        bad = negative or np.any(out > 1 + 1e-6)
+        what = "values outside [0, 1]"
+    else:
+        sums = out.sum(axis=-1).reshape(-1)
+        worst = sums[np.argmax(np.abs(sums - 1.0))]
+        bad = negative or np.abs(worst - 1.0) > 1e-3
+        what = "negative values" if negative else f"rows summing to {worst:.4g}"
+    if bad:
+        raise ValueError(
+            f"Invalid value received for argument `{argument}`. Expected "
+            "models that output class probabilities (softmax or sigmoid), "
+            f"but {who} outputs {what}: it looks like logits. End it with a "
+            "softmax, or pass `from_logits=True`."
+        )
+
+
+def _check_members(members):
+    if isinstance(members, keras.layers.Layer) or not isinstance(
+        members, (list, tuple)
+    ):
+        raise ValueError(
+            "Invalid value received for argument `members`. Expected a list "
+            f"of Keras models. Received: members={members!r}"
+        )
+    if len(members) < 1:
+        raise ValueError(
+            "Invalid value received for argument `members`. Expected at least "
+            "one model. Received: members=[]"
+        )
+    for i, m in enumerate(members):
+        if not isinstance(m, keras.layers.Layer):
+            raise ValueError(
+                "Invalid value received for argument `members`. Expected Keras "
+                f"models. Received: member {i} of type {type(m).__name__}"
+            )
+    shapes = [_io_shapes(m) for m in members]
+    for i, s in enumerate(shapes):
+        if s is not None and len(s[1]) != 1:
+            raise ValueError(
+                "Invalid value received for argument `members`. Expected "
+                f"models with one output. Received: member {i} "
+                f"('{members[i].name}') with {len(s[1])} outputs"
+            )
+    known = [(i, s) for i, s in enumerate(shapes) if s is not None]
+    for i, s in known[1:]:
+        j, ref = known[0]
+        if s != ref:
+            raise ValueError(
+                "Invalid value received for argument `members`. Expected "
+                "models with the same input and output shapes. Received: "
+                f"member {j} ('{members[j].name}') with input shape "
+                f"{_fmt(ref[0])} and output shape {_fmt(ref[1])}, member {i} "
+                f"('{members[i].name}') with input shape {_fmt(s[0])} and "
+                f"output shape {_fmt(s[1])}"
+            )
+
+
+def _fmt(shapes):
+    shapes = [(None,) + s for s in shapes]
+    return shapes[0] if len(shapes) == 1 else shapes
+
+
+class StackedPredictions(keras.Model):
+    """Batch-first stack of `owner.<method>(inputs)` (axis 0 = models).
+
+    Not registered nor saved: it only lends `predict`'s batching and compiled
+    loop to `member_predictions` / `head_predictions`.
+    """
+
+    def __init__(self, owner, method):
+        super().__init__(name=f"{owner.name}_{method.strip('_')}")
+        self._source = types.SimpleNamespace(owner=owner, method=method)
+
+    def call(self, inputs):
+        fn = getattr(self._source.owner, self._source.method)
+        return ops.moveaxis(fn(inputs), 0, 1)
+
+
+@register
+class Ensemble(keras.Model):
+    """An ensemble of classifiers, combined in one Keras model.
+
+    Train several models and average their predicted probabilities: the
+    errors of models trained from different random initializations (or on
+    bootstrap resamples of the data) are partly independent, so their average
+    is more accurate and better calibrated than each of them (CS 182, lecture
+    7; cs231n "model ensembles": a few percent for free). Averaging
+    probabilities usually works better than a majority vote.
+
+    `Ensemble` is a `keras.Model` whose `call` runs every member on the input
+    and combines their outputs, so that `predict` and `evaluate` run all
+    members in one compiled call, not a Python loop of `member.predict`.
+
+    Args:
+        members: List of Keras models with the same input and output shapes,
+            each ending in a softmax (or, for one output column, a sigmoid).
+        combine: String, how member probabilities are combined: `"mean"` (the
+            weighted mean), `"vote"` (the weighted share of members voting for
+            each class, as a probability vector; ties are broken by the mean
+            probability, and the winner is moved up by `1e-5` so that
+            `argmax` gives it), or `"geometric"` (softmax of the weighted mean
+            of log-probabilities, i.e. the normalized geometric mean).
+            Defaults to `"mean"`.
+        weights: Optional list of non-negative member weights, normalized to
+            sum to 1. Defaults to `None` (equal weights).
+        from_logits: Boolean, whether members output logits; if `True` a
+            softmax (sigmoid for one column) is applied to each member's
+            output before combining. With `False` (default), members that
+            visibly output logits (on a random probe input) are refused.
+        name: String, the model name. Defaults to `None`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras
+    from kerasreg import Ensemble
+
+    def build():
+        return keras.Sequential([
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(3, activation="softmax"),
+        ])
+
+    x = np.random.rand(64, 8).astype("float32")
+    y = np.random.randint(0, 3, size=64)
+    members = []
+    for seed in range(3):
+        keras.utils.set_random_seed(seed)
+        m = build()
+        m.compile("adam", "sparse_categorical_crossentropy")
+        m.fit(x, y, epochs=1, verbose=0)
+        members.append(m)
+    ens = Ensemble(members, combine="mean")
+    ens.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    probs = ens.predict(x, verbose=0)               # (64, 3)
+    per_member = ens.member_predictions(x)          # (3, 64, 3)
+    ```
+    """
+
+    def __init__(
+        self,
+        members,
+        combine="mean",
+        weights=None,
+        from_logits=False,
+        name=None,
+        **kwargs,
+    ):
+        _check_members(members)
+        check_combine(combine)
+        member_weights = normalize_weights(weights, len(members))
+        for i, m in enumerate(members):
+            check_probability_outputs(m, i, from_logits)
+        super().__init__(name=name, **kwargs)
+        self.members = list(members)
+        self.combine = combine
+        self.member_weights = member_weights
+        self.from_logits = bool(from_logits)
+        self._stacked = types.SimpleNamespace(model=None)
+        if all(m.built for m in self.members):
+            self.built = True
+
+    def build(self, input_shape):
+        for m in self.members:
+            if not m.built:
+                m(_symbolic(input_shape))
+        self.built = True
+
+    def _member_probabilities(self, inputs, training=None):
+        outputs = [m(inputs, training=training) for m in self.members]
+        return ops.stack(
+            [to_probabilities(o, self.from_logits) for o in outputs], axis=0
+        )
+
+    def call(self, inputs, training=None):
+        outputs = [m(inputs, training=training) for m in self.members]
+        stacked = ops.stack(
+            [to_probabilities(o, self.from_logits) for o in outputs], axis=0
+        )
+        combined = combine_probabilities(
+            stacked, self.combine, self.member_weights
+        )
+        if outputs[0].shape[-1] == 1:
+            return combined[..., 1:]
+        return combined
+
+    def member_predictions(self, x, batch_size=None, verbose=0):
+        """Each member's class probabilities, computed in one fused pass.
+
+        Args:
+            x: Input data, as for `predict`.
+            batch_size: Integer, rows per batch. Defaults to `None` (32).
+            verbose: Verbosity of the prediction loop. Defaults to `0`.
+
+        Returns:
+            A numpy array of shape `(members, N, classes)` (two columns,
+            `[1 - p, p]`, for members with one sigmoid output).
+        """
+        if self._stacked.model is None:
+            self._stacked.model = StackedPredictions(
+                self, "_member_probabilities"
+            )
+        out = self._stacked.model.predict(
+            x, batch_size=batch_size, verbose=verbose
+        )
+        return np.moveaxis(np.asarray(out), 1, 0)
+
+    @classmethod
+    def from_tuner(cls, tuner, k=5, combine="mean", **kwargs):
+        """The top `k` models of a finished Keras Tuner search, as an ensemble.
+
+        cs231n: "top models discovered during cross-validation" make a cheap
+        ensemble that needs no retraining.
+
+        Args:
+            tuner: A `keras_tuner` tuner whose search has run.
+            k: Positive integer, how many of the best models to use.
+                Defaults to `5`.
+            combine: String, as for `Ensemble`. Defaults to `"mean"`.
+            **kwargs: Other `Ensemble` arguments (`weights`, `from_logits`,
+                `name`).
+
+        Returns:
+            An `Ensemble`.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(
+                "Invalid value received for argument `k`. Expected a positive "
+                f"integer. Received: k={k!r}"
+            )
+        check_combine(combine)
+        models = tuner.get_best_models(num_models=int(k))
+        if len(models) < k:
+            raise ValueError(
+                "Invalid value received for argument `k`. Expected at most the "
+                f"number of models the search produced ({len(models)}). "
+                f"Received: k={k}"
+            )
+        return cls(list(models), combine=combine, **kwargs)
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "members": [
+                keras.saving.serialize_keras_object(m) for m in self.members
+            ],
+            "combine": self.combine,
+            "weights": (
+                None
+                if self.member_weights is None
+                else list(self.member_weights)
+            ),
+            "from_logits": self.from_logits,
+        }
+        return {**base_config, **config}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        members = [
+            keras.saving.deserialize_keras_object(
+                c, custom_objects=custom_objects
+            )
+            for c in config.pop("members")
+        ]
+        return cls(members, **config)
+
+
+def _symbolic(input_shape):
+    if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
+        input_shape[0], (list, tuple)
+    ):
+        return [keras.KerasTensor(tuple(s)) for s in input_shape]
+    return keras.KerasTensor(tuple(input_shape))

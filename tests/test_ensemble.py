@@ -1,0 +1,268 @@
+import keras
+import numpy as np
+import pytest
+
+from kerasreg import Ensemble
+from kerasreg.ensembles.ensemble import VOTE_NUDGE
+
+
+def _softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _dense_member(features, classes, seed, activation="softmax"):
+    """A one-layer member with random weights, and its numpy twin."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(features, classes)).astype("float32")
+    b = rng.normal(size=(classes,)).astype("float32")
+    model = keras.Sequential(
+        [keras.Input((features,)), keras.layers.Dense(classes, activation=activation)]
+    )
+    model.set_weights([w, b])
+    return model, (lambda x: x @ w + b)
+
+
+def _fixed_members(n_members=3, features=4, classes=3):
+    pairs = [_dense_member(features, classes, seed) for seed in range(n_members)]
+    return [m for m, _ in pairs], [f for _, f in pairs]
+
+
+def _x(n=17, features=4, seed=42):
+    return np.random.default_rng(seed).normal(size=(n, features)).astype("float32")
+
+
+def _slice_members(n_members, classes):
+    """Members whose probabilities are given by the input: x[:, i] = log p_i."""
+    members = []
+    for i in range(n_members):
+        inp = keras.Input((n_members, classes))
+        out = keras.layers.Lambda(
+            lambda t, i=i: keras.ops.softmax(t[:, i], axis=-1)
+        )(inp)
+        members.append(keras.Model(inp, out))
+    return members
+
+
+def test_mean_weighted_and_geometric_against_numpy():
+    members, logits = _fixed_members()
+    x = _x()
+    p = np.stack([_softmax(f(x)) for f in logits])  # (M, N, C)
+    np.testing.assert_allclose(
+        Ensemble(members).predict(x, verbose=0), p.mean(0), atol=1e-6
+    )
+    w = np.array([1.0, 3.0, 0.0])
+    np.testing.assert_allclose(
+        Ensemble(members, weights=w).predict(x, verbose=0),
+        np.tensordot(w / w.sum(), p, axes=1),
+        atol=1e-6,
+    )
+    geo = np.exp(np.log(p).mean(0))
+    geo /= geo.sum(-1, keepdims=True)
+    np.testing.assert_allclose(
+        Ensemble(members, combine="geometric").predict(x, verbose=0),
+        geo,
+        atol=1e-5,
+    )
+
+
+def test_member_predictions_are_the_members():
+    members, logits = _fixed_members()
+    x = _x()
+    ens = Ensemble(members)
+    mp = ens.member_predictions(x, batch_size=5)
+    assert mp.shape == (3, 17, 3)
+    for i, f in enumerate(logits):
+        np.testing.assert_allclose(mp[i], _softmax(f(x)), atol=1e-6)
+
+
+def test_vote_shares_and_exact_tie_break():
+    # Rows of (member, class) probabilities.
+    probs = np.array(
+        [
+            # votes 0, 0, 1, 1: tie; class 1 has the larger mean (0.45 > 0.40)
+            [[0.5, 0.4, 0.1], [0.5, 0.3, 0.2], [0.3, 0.6, 0.1], [0.3, 0.5, 0.2]],
+            # votes 0, 0, 1, 1 again, now class 0 has the larger mean
+            [[0.9, 0.1, 0.0], [0.8, 0.1, 0.1], [0.3, 0.4, 0.3], [0.3, 0.4, 0.3]],
+            # votes 2, 2, 2, 0: no tie
+            [[0.2, 0.1, 0.7], [0.1, 0.1, 0.8], [0.3, 0.2, 0.5], [0.6, 0.2, 0.2]],
+        ]
+    )
+    x = np.log(np.clip(probs, 1e-12, 1)).astype("float32")
+    ens = Ensemble(_slice_members(4, 3), combine="vote")
+    out = ens.predict(x, verbose=0)
+    shares = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.25, 0.0, 0.75]])
+    np.testing.assert_allclose(out, shares, atol=VOTE_NUDGE + 1e-6)
+    np.testing.assert_array_equal(out.argmax(1), [1, 0, 2])
+    np.testing.assert_allclose(out.sum(1), 1.0, atol=1e-6)
+
+    # Weighted vote: weights 3, 1, 1, 1 on votes 0, 1, 1, 2.
+    probs = np.array(
+        [[[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]]
+    )
+    x = np.log(probs).astype("float32")
+    ens = Ensemble(_slice_members(4, 3), combine="vote", weights=[3, 1, 1, 1])
+    np.testing.assert_allclose(
+        ens.predict(x, verbose=0), [[0.5, 1 / 3, 1 / 6]], atol=VOTE_NUDGE + 1e-6
+    )
+
+
+def test_from_logits_applies_softmax():
+    pairs = [_dense_member(4, 3, seed, activation=None) for seed in range(2)]
+    x = _x()
+    ens = Ensemble([m for m, _ in pairs], from_logits=True)
+    expected = np.mean([_softmax(f(x)) for _, f in pairs], axis=0)
+    np.testing.assert_allclose(ens.predict(x, verbose=0), expected, atol=1e-6)
+
+
+def test_logits_refused_without_from_logits():
+    logit_member, _ = _dense_member(4, 3, 0, activation=None)
+    members, _ = _fixed_members(2)
+    with pytest.raises(ValueError, match="member 1 .*from_logits=True"):
+        Ensemble([members[0], logit_member])
+
+
+def test_binary_sigmoid_members():
+    pairs = [_dense_member(4, 1, seed, activation="sigmoid") for seed in range(3)]
+    x = _x()
+    p = np.stack([1 / (1 + np.exp(-f(x))) for _, f in pairs])  # (M, N, 1)
+    out = Ensemble([m for m, _ in pairs]).predict(x, verbose=0)
+    assert out.shape == (17, 1)
+    np.testing.assert_allclose(out, p.mean(0), atol=1e-6)
+    vote = Ensemble([m for m, _ in pairs], combine="vote").predict(x, verbose=0)
+    np.testing.assert_allclose(vote, (p > 0.5).mean(0), atol=VOTE_NUDGE + 1e-6)
+
+
+def test_compile_evaluate_on_combined_output():
+    members, logits = _fixed_members()
+    x = _x(40)
+    y = np.random.default_rng(1).integers(0, 3, size=40)
+    p = np.mean([_softmax(f(x)) for f in logits], axis=0)
+    ens = Ensemble(members)
+    ens.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    out = ens.evaluate(x, y, batch_size=40, verbose=0, return_dict=True)
+    assert out["loss"] == pytest.approx(-np.mean(np.log(p[np.arange(40), y])), abs=1e-5)
+    assert out["accuracy"] == pytest.approx(np.mean(p.argmax(1) == y))
+
+
+def test_get_config_from_config_round_trip():
+    members, _ = _fixed_members()
+    x = _x()
+    ens = Ensemble(members, combine="geometric", weights=[1, 2, 1], name="ens")
+    config = ens.get_config()
+    assert config["combine"] == "geometric"
+    assert config["weights"] == pytest.approx([0.25, 0.5, 0.25])
+    clone = Ensemble.from_config(config)
+    assert clone.name == "ens" and len(clone.members) == 3
+    clone.set_weights(ens.get_weights())
+    np.testing.assert_allclose(
+        clone.predict(x, verbose=0), ens.predict(x, verbose=0), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("combine", ["mean", "vote", "geometric"])
+def test_keras_save_load_round_trip(tmp_path, combine):
+    members, _ = _fixed_members()
+    x = _x()
+    ens = Ensemble(members, combine=combine, weights=[2, 1, 1])
+    ens.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    path = tmp_path / "ensemble.keras"
+    ens.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, Ensemble)
+    assert loaded.combine == combine and len(loaded.members) == 3
+    for a, b in zip(loaded.members, members):
+        for wa, wb in zip(a.get_weights(), b.get_weights()):
+            np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), ens.predict(x, verbose=0), atol=1e-7
+    )
+
+
+def test_members_with_the_same_name_round_trip(tmp_path):
+    # Members built in separate sessions often share a name ("sequential").
+    members = []
+    for seed in range(2):
+        keras.backend.clear_session()
+        members.append(_dense_member(4, 3, seed)[0])
+    assert members[0].name == members[1].name
+    ens = Ensemble(members)
+    ens.save(tmp_path / "e.keras")
+    loaded = keras.saving.load_model(tmp_path / "e.keras")
+    x = _x()
+    np.testing.assert_allclose(
+        loaded.member_predictions(x), ens.member_predictions(x), atol=1e-7
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"combine": "median"}, "combine"),
+        ({"weights": [1, 1]}, "weights"),
+        ({"weights": [1, -1, 1]}, "weights"),
+        ({"weights": [0, 0, 0]}, "weights"),
+        ({"weights": [1, float("nan"), 1]}, "weights"),
+    ],
+)
+def test_bad_arguments(kwargs, argument):
+    members, _ = _fixed_members()
+    with pytest.raises(ValueError, match=f"argument `{argument}`"):
+        Ensemble(members, **kwargs)
+
+
+def test_bad_members():
+    with pytest.raises(ValueError, match="argument `members`.*at least one"):
+        Ensemble([])
+    with pytest.raises(ValueError, match="argument `members`"):
+        Ensemble("model")
+    a, _ = _dense_member(4, 3, 0)
+    b, _ = _dense_member(5, 3, 1)
+    c, _ = _dense_member(4, 2, 2)
+    with pytest.raises(ValueError, match=r"input shape \(None, 4\).*input shape \(None, 5\)"):
+        Ensemble([a, b])
+    with pytest.raises(ValueError, match=r"output shape \(None, 3\).*output shape \(None, 2\)"):
+        Ensemble([a, c])
+
+
+def _tiny_search(tmp_path):
+    keras_tuner = pytest.importorskip("keras_tuner")
+
+    def build(hp):
+        model = keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(hp.Choice("units", [4, 8, 16]), activation="relu"),
+                keras.layers.Dense(3, activation="softmax"),
+            ]
+        )
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    tuner = keras_tuner.RandomSearch(
+        build,
+        objective="val_accuracy",
+        max_trials=2,
+        seed=0,
+        directory=str(tmp_path),
+        project_name="search",
+    )
+    x = _x(32)
+    y = np.random.default_rng(3).integers(0, 3, size=32)
+    tuner.search(x, y, epochs=1, validation_data=(x, y), verbose=0)
+    return tuner, x
+
+
+@pytest.mark.slow
+def test_from_tuner(tmp_path):
+    tuner, x = _tiny_search(tmp_path)
+    ens = Ensemble.from_tuner(tuner, k=2, combine="mean")
+    assert len(ens.members) == 2
+    best = tuner.get_best_models(num_models=2)
+    expected = np.mean([m.predict(x, verbose=0) for m in best], axis=0)
+    np.testing.assert_allclose(ens.predict(x, verbose=0), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="argument `k`"):
+        Ensemble.from_tuner(tuner, k=0)
+    with pytest.raises(ValueError, match="argument `k`.*Received: k=10"):
+        Ensemble.from_tuner(tuner, k=10)
