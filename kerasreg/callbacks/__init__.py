@@ -1,0 +1,5 @@
+"""Training callbacks."""
+
+from kerasreg.callbacks.divergence import StopOnDivergence
+
+__all__ = ["StopOnDivergence"]
