@@ -6,8 +6,9 @@ lazily, on first use of `CoarseToFine`, so `import kerasreg` does not need it.
 
 import copy
 import math
-import random
 import time
+
+import numpy as np
 
 import keras_tuner
 from keras_tuner.engine import hyperparameters as hp_module
@@ -283,6 +284,15 @@ class CoarseToFineOracle(keras_tuner.Oracle):
             config["step"] = None
         return hp.__class__.from_config(config)
 
+    def _uniform(self):
+        # Keras Tuner's `hp.random_sample(seed)` draws the first number of a
+        # `random.Random(seed)` for consecutive seeds, which fails a
+        # Kolmogorov-Smirnov test over 2000 draws; one numpy stream per draw,
+        # keyed on (seed, counter), does not and stays resumable.
+        draw = np.random.default_rng([self.seed, self._seed_state]).random()
+        self._seed_state += 1
+        return float(draw)
+
     def _sample_values(self, ranges):
         hps = None
         for _ in range(self._max_collisions + 1):
@@ -292,21 +302,15 @@ class CoarseToFineOracle(keras_tuner.Oracle):
                 if not hps.is_active(hp):
                     continue
                 rng = ranges.get(hp.name)
-                if rng is not None and "values" in rng:
-                    if not rng["values"]:
-                        value = hp.random_sample(self._seed_state)
-                    else:
-                        value = random.Random(self._seed_state).choice(
-                            rng["values"]
-                        )
+                prob = self._uniform()
+                if rng is not None and rng.get("values"):
+                    choices = rng["values"]
+                    value = choices[min(int(prob * len(choices)), len(choices) - 1)]
                 else:
-                    value = self._sampler(hp, rng).random_sample(
-                        self._seed_state
-                    )
+                    value = self._sampler(hp, rng).prob_to_value(prob)
                     if isinstance(hp, hp_module.Float) and hp.step is not None:
                         value = self._snap_float(hp, value)
                 hps.values[hp.name] = value
-                self._seed_state += 1
             if not self._duplicate(hps.values):
                 break
         return hps.values
@@ -502,8 +506,9 @@ class CoarseToFine(keras_tuner.Tuner):
             keras.layers.Dense(2, activation="softmax"),
         ])
         lr = log_uniform(hp, "learning_rate", 1e-4, 1.0)
-        model.compile(keras.optimizers.Adam(lr),
-                      "sparse_categorical_crossentropy", ["accuracy"])
+        model.compile(optimizer=keras.optimizers.Adam(lr),
+                      loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
         return model
 
     tuner = kerasreg.CoarseToFine(
