@@ -165,6 +165,7 @@ def plot(tuner, rows, path):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError as e:
         raise ImportError(
             "kerasreg.tuning.report(path=...) needs matplotlib. Install it "
@@ -196,6 +197,7 @@ def plot(tuner, rows, path):
             ax.scatter(bad, [bottom] * len(bad), marker="x", color="red", s=30, label="diverged")
         if getattr(hp, "sampling", "linear") == "log":
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         label = hp.name
         if label.startswith(ONE_MINUS_PREFIX):
             label = "1 - " + label[len(ONE_MINUS_PREFIX):]
