@@ -101,6 +101,8 @@ def main(argv=None):
         overwrite=False,  # run again to resume an interrupted search
     )
     tuner.search(x, y, validation_data=(xv, yv), batch_size=128, verbose=0)
+    if "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ["KERASTUNER_TUNER_ID"]:
+        return  # a distributed worker: the chief holds the results
     for stage, ranges in enumerate(tuner.stage_ranges):
         print(f"stage {stage + 1} ranges: {ranges}")
     report(

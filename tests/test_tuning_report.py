@@ -65,6 +65,7 @@ def test_report_lines_and_rows(tuner):
         f"Best-1 (val_accuracy: {expected[0].score:.3g}) | "
         f"learning_rate: {best['learning_rate']:.3g}, "
         f"weight_decay: {best['weight_decay']:.3g}, beta_1: {best['beta_1']:.3g}"
+        " | stage 2, 2 epochs"
     )
     # Diverged trials: failed, marked, with their reason, ranked last.
     diverged = [r for r in rows if r["diverged"]]

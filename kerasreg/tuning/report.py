@@ -75,6 +75,9 @@ def report(tuner, top=5, path=None, csv_path=None, print_fn=print):
 
     `Best-1 (val_accuracy: 0.83) | learning_rate: 0.0092, weight_decay: 3.86e-07`
 
+    (a `CoarseToFine` line ends with its stage and epochs,
+    `| stage 3, 20 epochs`, since a later stage trains longer).
+
     Args:
         tuner: A Keras Tuner tuner (or its oracle) after `search`.
         top: Integer >= 1. Number of lines to print. Defaults to `5`.
@@ -123,10 +126,13 @@ def report(tuner, top=5, path=None, csv_path=None, print_fn=print):
         if row["rank"] is None or row["rank"] > top:
             break
         values = _hp_values(trial.hyperparameters.values)
-        print_fn(
+        line = (
             f"Best-{row['rank']} ({objective}: {_format(row[objective])}) | "
             + ", ".join(f"{k}: {_format(v)}" for k, v in values.items())
         )
+        if _STAGE_KEY in trial.hyperparameters.values:
+            line += f" | stage {row['stage'] + 1}, {row['epochs']} epochs"
+        print_fn(line)
     if csv_path is not None:
         save_csv(rows, csv_path)
     if path is not None:
