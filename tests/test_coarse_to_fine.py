@@ -225,7 +225,7 @@ def test_real_search_diverging_trials_fail_and_search_finishes(tmp_path):
         "val_loss",
         stages=((7, 2), (2, 3)),
         top_k=2,
-        seed=34,  # draws 3 diverging learning rates in a row, then others
+        seed=22,  # draws 3 diverging learning rates in a row, then 4 small ones
         directory=str(tmp_path),
         project_name="div",
     )
@@ -238,7 +238,7 @@ def test_real_search_diverging_trials_fail_and_search_finishes(tmp_path):
     # every such trial was stopped, every small-lr trial completed.
     lam = np.linalg.eigvalsh(x.T @ x / len(x)).max()
     assert np.all(failed[lrs > 2.5 / lam])
-    assert not np.any(failed[lrs < 1.0 / lam])
+    assert not np.any(failed[lrs < 0.5 / lam])
     # At least 3 consecutive divergences: Keras Tuner's default limit of 3
     # consecutive failures did not stop the search.
     runs = "".join("F" if f else "." for f in failed[:7])
@@ -252,9 +252,12 @@ def test_real_search_diverging_trials_fail_and_search_finishes(tmp_path):
     best = tuner.oracle.get_best_trials(1)[0]
     assert best.status == "COMPLETED"
     assert best.hyperparameters.values["tuner/stage"] == 1
+    # The best model reloads from its best epoch: its mse on the validation
+    # split (Keras takes the last 25%) is the trial's score.
     model = tuner.get_best_models(1)[0]
-    mse = float(np.mean((model.predict(x, verbose=0) - y) ** 2))
-    assert mse < 0.5 * float(np.var(y))
+    xv, yv = x[-24:], y[-24:]
+    mse = float(np.mean((model.predict(xv, verbose=0) - yv) ** 2))
+    assert mse == pytest.approx(best.score, rel=1e-4)
 
 
 def test_crashes_still_count_as_failures(tmp_path):
