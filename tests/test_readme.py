@@ -25,6 +25,6 @@ def test_readme_snippets_run(tmp_path, monkeypatch):
             raise AssertionError(f"README snippet {i} failed:\n{code}") from e
     # What the snippets promise, checked on what they produced.
     assert namespace["history"].history["update_ratio"]
-    assert namespace["report"].verdict == "good"
+    assert namespace["report"].verdict == "good", str(namespace["report"])
     assert (tmp_path / "schedules.png").exists()
     assert (tmp_path / "ensemble.keras").exists()
