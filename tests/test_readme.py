@@ -28,3 +28,5 @@ def test_readme_snippets_run(tmp_path, monkeypatch):
     assert namespace["report"].verdict == "good", str(namespace["report"])
     assert (tmp_path / "schedules.png").exists()
     assert (tmp_path / "ensemble.keras").exists()
+    assert (tmp_path / "search.png").exists()
+    assert len(namespace["best3"].members) == 3
