@@ -158,6 +158,8 @@ def test_fit_validation_reports_the_current_model():
 
     class Check(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
+            if epoch != 1:
+                return
             inner = se.model(x, training=False)
             self.expected = float(
                 keras.ops.convert_to_numpy(
@@ -167,7 +169,8 @@ def test_fit_validation_reports_the_current_model():
             self.got = logs["val_loss"]
 
     check = Check()
-    # Epoch 3 of 4 (after one snapshot): the validation is the live model.
+    # 9 steps, cycle ends 4 and 8: after epoch 2 (step 5) one snapshot is
+    # taken and the model has moved on; the validation is the live model.
     se.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0,
            validation_data=(x, y), callbacks=[check])
     np.testing.assert_allclose(check.got, check.expected, rtol=1e-4)
@@ -379,3 +382,34 @@ def test_config_round_trip():
         snap.get_config()
     )
     assert kerasreg.SnapshotEnsemble is SnapshotEnsemble
+
+
+def test_callback_alone_resume_keeps_snapshots(tmp_path):
+    x, y = _data()
+    initial = _mlp().get_weights()
+
+    def run(directory, interrupt):
+        model = _mlp()
+        model.set_weights(initial)
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9),
+                      "sparse_categorical_crossentropy")
+        snap = SnapshotCallback(3, initial_learning_rate=0.2)
+
+        class Interrupt(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if interrupt and epoch == 4:
+                    raise RuntimeError("interrupted")
+
+        backup = keras.callbacks.BackupAndRestore(str(directory))
+        model.fit(x, y, epochs=6, batch_size=16, shuffle=False, verbose=0,
+                  callbacks=[backup, snap, Interrupt()])
+        return snap
+
+    reference = run(tmp_path / "ref", False)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run(tmp_path / "run", True)
+    resumed = run(tmp_path / "run", False)  # fresh model and callback
+    assert resumed.snapshot_steps == reference.snapshot_steps == [5, 11, 17]
+    for a, b in zip(resumed.snapshots, reference.snapshots):
+        for wa, wb in zip(a.get_weights(), b.get_weights()):
+            np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
