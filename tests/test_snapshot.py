@@ -413,3 +413,28 @@ def test_callback_alone_resume_keeps_snapshots(tmp_path):
     for a, b in zip(resumed.snapshots, reference.snapshots):
         for wa, wb in zip(a.get_weights(), b.get_weights()):
             np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
+
+
+def test_logits_model_and_non_model_refused():
+    logits = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="argument `model`.*logits"):
+        SnapshotEnsemble(logits)
+    with pytest.raises(ValueError, match="argument `model`"):
+        SnapshotEnsemble("not a model")
+
+
+def test_tf_data_and_class_weight():
+    import tensorflow as tf
+
+    x, y = _data()
+    se = SnapshotEnsemble(_mlp(), n_snapshots=2, initial_learning_rate=0.2)
+    se.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    se.fit(dataset, epochs=2, verbose=0)
+    assert se.snapshot_steps == [2, 5]
+    se.fit(x, y, epochs=2, batch_size=16, verbose=0,
+           class_weight={0: 1.0, 1: 2.0, 2: 0.5})
+    assert se.snapshot_steps == [2, 5]
+    members = np.stack([m.predict(x, verbose=0) for m in se.snapshots])
+    np.testing.assert_allclose(se.predict(x, verbose=0), members.mean(0),
+                               atol=1e-6)

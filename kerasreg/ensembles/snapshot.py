@@ -40,9 +40,25 @@ from kerasreg.callbacks.snapshot import snapshot_variables
 from kerasreg.ensembles.averaging import average_weights
 from kerasreg.ensembles.averaging import recompute_batchnorm
 from kerasreg.ensembles.ensemble import Ensemble
+from kerasreg.ensembles.ensemble import _probe_inputs
+from kerasreg.ensembles.ensemble import raise_if_logits
 from kerasreg.ensembles.ensemble import check_combine
 from kerasreg.ensembles.ensemble import combine_probabilities
 from kerasreg.ensembles.ensemble import to_probabilities
+
+
+def _check_probabilities(model):
+    """Refuses a built model that visibly outputs logits (random probe)."""
+    if not model.built or not getattr(model, "inputs", None):
+        return
+    x = _probe_inputs(model)
+    if x is None:
+        return
+    try:
+        out = ops.convert_to_numpy(model(x, training=False))
+    except Exception:  # best effort; a real error shows on use
+        return
+    raise_if_logits(out, f"model '{model.name}'", "model")
 
 
 class _EnsembleSnapshotCallback(SnapshotCallback):
@@ -167,6 +183,7 @@ class SnapshotEnsemble(keras.Model):
             n_snapshots, initial_learning_rate, min_learning_rate, keep
         )
         check_combine(combine)
+        _check_probabilities(model)
         super().__init__(name=name, **kwargs)
         self.model = model
         self.n_snapshots = n_snapshots
