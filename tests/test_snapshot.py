@@ -223,6 +223,7 @@ def _resume_run(tmp_path, initial, interrupt, snapshot_dir=None):
     return se
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_dir", [False, True], ids=["memory", "dir"])
 def test_backup_and_restore_resume_equals_uninterrupted(tmp_path, use_dir):
     initial = _mlp(bn=True).get_weights()
