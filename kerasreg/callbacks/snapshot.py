@@ -35,7 +35,10 @@ execution, so a snapshot is taken at the end of the execution that contains
 the cycle end. `BackupAndRestore(save_freq=<int>)` restores a mid-epoch
 state but Keras restarts that epoch from its first batch; the schedule
 position is derived per epoch, so exact resumption needs epoch backups
-(the default `save_freq="epoch"`).
+(the default `save_freq="epoch"`). Used alone, the callback detaches its
+variables from the optimizer at `on_train_end`; if `fit` is interrupted by
+an exception, Keras calls no `on_train_end` and they stay tracked (so a
+backup taken later includes them), as with `WeightEMA`.
 """
 
 import json
