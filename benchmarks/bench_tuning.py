@@ -1,10 +1,29 @@
 """Tuning benchmarks: coarse-to-fine epochs, random vs grid, memory over trials.
 
-1. Epochs to match flat random search: on digits (scikit-learn) with a small
-   MLP, flat `keras_tuner.RandomSearch` runs N trials of E epochs; the figure
-   is the number of training epochs `CoarseToFine` (N trials in stages of
-   60% / 25% / 15% of the trials at E/10, E/4 and E epochs) spends until a trial first reaches the best
-   validation accuracy of the flat search, over N * E. Target <= 0.33.
+1. Epochs to match flat random search (the lecture's coarse-to-fine claim).
+   Problem: scikit-learn's digits, split in half (899 training, 898
+   validation images), a 64-32-10 MLP trained by SGD with momentum 0.9,
+   batch 64, searching two hyperparameters over wide log ranges, as a first
+   pass would: learning rate 10 ** U(-5, 1) and L2 strength 10 ** U(-7, 0).
+   Most of that box fails: above lr ~0.5 training blows up, below ~1e-3 it
+   learns little, above L2 ~1e-2 the penalty flattens the model.
+   Flat search: `keras_tuner.RandomSearch`, N trials of E epochs each
+   (budget N x E epochs); its score S is its best validation accuracy
+   (Keras Tuner's score of a trial is its best epoch's value).
+   Coarse-to-fine: `CoarseToFine` with the same N trials split in stages
+   of 60% / 25% / 15% of the trials at E/10, E/4 and E epochs (all trials
+   run: 0.27 x N x E epochs), top_k=3, margin 0.25, `StopOnDivergence` on.
+   Figure: the epochs `CoarseToFine` has scheduled (trial order, every
+   trial counted at its full stage epochs, diverged ones too, so an upper
+   bound) up to and including its first trial whose score is
+   >= S - 1/n_val, over N x E; `inf` when no trial gets there. The
+   tolerance is one validation example (1/898 = 0.0011), the resolution of
+   the accuracy; it only forgives ties broken by a single image, far below
+   the binomial noise of the estimate (sqrt(p (1 - p) / n) ~ 0.006 at
+   p = 0.97). Full mode: N = 20, E = 20, seeds 0-4 (both searches use the
+   seed); the row gives the median ratio and, in its note, how many seeds
+   reached S within tolerance and how many reached it strictly.
+   Target: median <= 0.33.
 2. Random vs grid (Bergstra & Bengio), with Keras Tuner's own `RandomSearch`
    and `GridSearch` and a cheap synthetic objective (no training): 16 trials
    over two hyperparameters of which only one matters (a narrow bump at a
@@ -175,19 +194,25 @@ def _memory(n_trials, data, directory):
 def run(quick=False):
     rows = []
     with tempfile.TemporaryDirectory() as directory:
-        data = _digits(600 if quick else None)
-        n_trials, epochs = (8, 8) if quick else (20, 20)
-        seeds = [0] if quick else [0, 1, 2]
+        data = _digits()
+        n_trials, epochs = (10, 10) if quick else (20, 20)
+        seeds = [0] if quick else [0, 1, 2, 3, 4]
         results = [_c2f_epochs(n_trials, epochs, s, data, directory) for s in seeds]
+        for s, (r, ok, d) in zip(seeds, results):
+            print(f"  seed {s}: ratio {r:.3g}, flat best {d['flat_best']:.4f}, "
+                  f"coarse-to-fine best {d['c2f_best']:.4f}", flush=True)
         ratios = [r for r, _, _ in results]
         reached = sum(ok for _, ok, _ in results)
+        strict = sum(d["strict"] for _, _, d in results)
         rows.append(
             figure(
                 "coarse-to-fine epochs to match flat random search (fraction)",
                 float(np.median(ratios)),
                 "<= 0.33",
-                f"digits MLP, {n_trials} trials x {epochs} epochs flat; reached in "
-                f"{reached}/{len(seeds)} seeds (inf: never matched)",
+                f"digits MLP, lr 1e-5..10 and L2 1e-7..1 log, {n_trials} trials x "
+                f"{epochs} epochs flat; median of {len(seeds)} seeds; reached within "
+                f"1 val example in {reached}/{len(seeds)}, strictly in "
+                f"{strict}/{len(seeds)} (inf: never)",
             )
         )
         random_rate, grid_rate = _random_vs_grid(20, directory)
