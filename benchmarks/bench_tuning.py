@@ -21,8 +21,9 @@
    the accuracy; it only forgives ties broken by a single image, far below
    the binomial noise of the estimate (sqrt(p (1 - p) / n) ~ 0.006 at
    p = 0.97). Full mode: N = 20, E = 20, seeds 0-4 (both searches use the
-   seed); the row gives the median ratio and, in its note, how many seeds
-   reached S within tolerance and how many reached it strictly.
+   seed; quick mode: N = 10, E = 10, seed 0); the row gives the median
+   ratio and, in its note, how many seeds reached S within tolerance and
+   how many reached it strictly.
    Target: median <= 0.33.
 2. Random vs grid (Bergstra & Bengio), with Keras Tuner's own `RandomSearch`
    and `GridSearch` and a cheap synthetic objective (no training): 16 trials
