@@ -84,11 +84,11 @@ def main(argv=None):
     enable_memory_growth()
     keras.utils.set_random_seed(args.seed)
     if args.quick:
-        # A smoke run: 4 short trials on a subset. Each trial compiles its
+        # A smoke run: 3 short trials on a subset. Each trial compiles its
         # model anew (jax: ~5 s of CPU for this CNN), which dominates here;
         # sizes are multiples of the batch, so no extra compile for a last
         # partial batch.
-        n_train, n_val, stages, top_k = 512, 256, ((3, 1), (1, 2)), 2
+        n_train, n_val, stages, top_k = 512, 256, ((2, 1), (1, 2)), 2
     else:
         n_train, n_val, stages, top_k = 54000, 6000, ((30, 1), (10, 5), (5, 20)), 5
     (x, y), (xv, yv) = load_data(n_train, n_val, args.seed)

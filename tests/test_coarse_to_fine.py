@@ -223,15 +223,15 @@ def test_real_search_diverging_trials_fail_and_search_finishes(tmp_path):
     tuner = CoarseToFine(
         build_regressor,
         "val_loss",
-        stages=((6, 2), (1, 3)),
+        stages=((7, 2), (2, 3)),
         top_k=2,
-        seed=22,  # draws 3 diverging learning rates in a row, then 3 small ones
+        seed=22,  # draws 3 diverging learning rates in a row, then 4 small ones
         directory=str(tmp_path),
         project_name="div",
     )
     tuner.search(x, y, validation_split=0.25, batch_size=8, verbose=0)
     trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
-    assert len(trials) == 7  # every trial ran
+    assert len(trials) == 9  # every trial ran
     lrs = np.array([t.hyperparameters.values["learning_rate"] for t in trials])
     failed = np.array([t.status == "FAILED" for t in trials])
     # Plain SGD on mse diverges for lr > 2 / lambda_max(E[x x^T]) (~ 2 here):
@@ -241,7 +241,7 @@ def test_real_search_diverging_trials_fail_and_search_finishes(tmp_path):
     assert not np.any(failed[lrs < 0.5 / lam])
     # At least 3 consecutive divergences: Keras Tuner's default limit of 3
     # consecutive failures did not stop the search.
-    runs = "".join("F" if f else "." for f in failed[:6])
+    runs = "".join("F" if f else "." for f in failed[:7])
     assert "FFF" in runs, runs
     for t in trials:
         if t.status == "FAILED":
