@@ -1,10 +1,30 @@
 """Tuning benchmarks: coarse-to-fine epochs, random vs grid, memory over trials.
 
-1. Epochs to match flat random search: on digits (scikit-learn) with a small
-   MLP, flat `keras_tuner.RandomSearch` runs N trials of E epochs; the figure
-   is the number of training epochs `CoarseToFine` (N trials in stages of
-   60% / 25% / 15% of the trials at E/10, E/4 and E epochs) spends until a trial first reaches the best
-   validation accuracy of the flat search, over N * E. Target <= 0.33.
+1. Epochs to match flat random search (the lecture's coarse-to-fine claim).
+   Problem: scikit-learn's digits, split in half (899 training, 898
+   validation images), a 64-32-10 MLP trained by SGD with momentum 0.9,
+   batch 64, searching two hyperparameters over wide log ranges, as a first
+   pass would: learning rate 10 ** U(-5, 1) and L2 strength 10 ** U(-7, 0).
+   Most of that box fails: above lr ~0.5 training blows up, below ~1e-3 it
+   learns little, above L2 ~1e-2 the penalty flattens the model.
+   Flat search: `keras_tuner.RandomSearch`, N trials of E epochs each
+   (budget N x E epochs); its score S is its best validation accuracy
+   (Keras Tuner's score of a trial is its best epoch's value).
+   Coarse-to-fine: `CoarseToFine` with the same N trials split in stages
+   of 60% / 25% / 15% of the trials at E/10, E/4 and E epochs (all trials
+   run: 0.27 x N x E epochs), top_k=3, margin 0.25, `StopOnDivergence` on.
+   Figure: the epochs `CoarseToFine` has scheduled (trial order, every
+   trial counted at its full stage epochs, diverged ones too, so an upper
+   bound) up to and including its first trial whose score is
+   >= S - 1/n_val, over N x E; `inf` when no trial gets there. The
+   tolerance is one validation example (1/898 = 0.0011), the resolution of
+   the accuracy; it only forgives ties broken by a single image, far below
+   the binomial noise of the estimate (sqrt(p (1 - p) / n) ~ 0.006 at
+   p = 0.97). Full mode: N = 20, E = 20, seeds 0-4 (both searches use the
+   seed; quick mode: N = 10, E = 10, seed 0); the row gives the median
+   ratio and, in its note, how many seeds reached S within tolerance and
+   how many reached it strictly.
+   Target: median <= 0.33.
 2. Random vs grid (Bergstra & Bengio), with Keras Tuner's own `RandomSearch`
    and `GridSearch` and a cheap synthetic objective (no training): 16 trials
    over two hyperparameters of which only one matters (a narrow bump at a
@@ -29,19 +49,24 @@ import kerasreg
 from kerasreg.tuning import log_uniform
 
 
-def _digits(n=None):
+def _digits(n=None, val_fraction=0.5):
+    """Digits (scikit-learn), scaled to [0, 1]; half of it for validation."""
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
     idx = np.random.default_rng(0).permutation(len(x))[:n]
     x, y = (x[idx] / 16.0).astype("float32"), y[idx].astype("int32")
-    cut = len(x) // 4
+    cut = int(len(x) * val_fraction)
     return (x[cut:], y[cut:]), (x[:cut], y[:cut])
 
 
 def _build(hp):
-    lr = log_uniform(hp, "learning_rate", 1e-5, 1.0)
-    l2 = log_uniform(hp, "l2", 1e-7, 1e-1)
+    # Wide log ranges, as the lecture's first pass: lr = 10 ** uniform(-5, 1)
+    # (SGD with momentum 0.9 blows up above ~0.5, learns nothing in a few
+    # epochs below ~1e-3) and L2 = 10 ** uniform(-7, 0) (above ~1e-2 the
+    # penalty flattens the model). Most of the box fails or is mediocre.
+    lr = log_uniform(hp, "learning_rate", 1e-5, 10.0)
+    l2 = log_uniform(hp, "l2", 1e-7, 1.0)
     model = keras.Sequential(
         [
             keras.Input((64,)),
@@ -57,7 +82,21 @@ def _build(hp):
     return model
 
 
-def _c2f_epochs(n_trials, epochs, seed, data, directory):
+def _stages(n_trials, epochs):
+    """60% of the trials at E/10 epochs, 25% at E/4, the rest at E.
+
+    Budget if every trial runs: 0.6/10 + 0.25/4 + 0.15 = 0.27 of N x E.
+    """
+    n1, n2 = round(0.6 * n_trials), round(0.25 * n_trials)
+    return (
+        (n1, max(1, epochs // 10)),
+        (n2, max(1, epochs // 4)),
+        (n_trials - n1 - n2, epochs),
+    )
+
+
+def _c2f_epochs(n_trials, epochs, seed, data, directory, top_k=3):
+    """One seed of figure 1: (ratio, reached, details)."""
     (x, y), (xv, yv) = data
     fit = dict(x=x, y=y, validation_data=(xv, yv), batch_size=64, verbose=0)
     flat = keras_tuner.RandomSearch(
@@ -66,21 +105,32 @@ def _c2f_epochs(n_trials, epochs, seed, data, directory):
     )
     flat.search(epochs=epochs, **fit)
     target = flat.oracle.get_best_trials(1)[0].score
-    # 60% of the trials at E/10 epochs, 25% at E/4, the rest at E.
-    n1, n2 = round(0.6 * n_trials), round(0.25 * n_trials)
-    stages = ((n1, max(1, epochs // 10)), (n2, max(1, epochs // 4)), (n_trials - n1 - n2, epochs))
+    # One validation example: the resolution of the accuracy.
+    tolerance = 1.0 / len(yv)
     c2f = kerasreg.CoarseToFine(
-        _build, "val_accuracy", stages=stages, top_k=3, seed=seed,
-        directory=directory, project_name=f"c2f{seed}",
+        _build, "val_accuracy", stages=_stages(n_trials, epochs), top_k=top_k,
+        seed=seed, directory=directory, project_name=f"c2f{seed}",
     )
     c2f.search(**fit)
-    spent = 0
+    spent, first = 0, None
     for tid in sorted(c2f.oracle.trials, key=int):
         trial = c2f.oracle.trials[tid]
         spent += trial.hyperparameters.values["tuner/epochs"]
-        if trial.score is not None and trial.score >= target:
-            return spent / (n_trials * epochs), True
-    return float("inf"), False  # never matched the flat search
+        if trial.score is not None and trial.score >= target - tolerance - 1e-9:
+            first = spent
+            break
+    scores = [t.score for t in c2f.oracle.trials.values() if t.score is not None]
+    details = {
+        "flat_best": target,
+        "c2f_best": max(scores) if scores else None,
+        "strict": bool(scores) and max(scores) >= target - 1e-9,
+        "c2f_total": sum(
+            t.hyperparameters.values["tuner/epochs"] for t in c2f.oracle.trials.values()
+        ) / (n_trials * epochs),
+    }
+    if first is None:
+        return float("inf"), False, details  # never matched the flat search
+    return first / (n_trials * epochs), True, details
 
 
 def _random_vs_grid(seeds=20, directory=None):
@@ -145,19 +195,25 @@ def _memory(n_trials, data, directory):
 def run(quick=False):
     rows = []
     with tempfile.TemporaryDirectory() as directory:
-        data = _digits(600 if quick else None)
-        n_trials, epochs = (8, 8) if quick else (20, 20)
-        seeds = [0] if quick else [0, 1, 2]
+        data = _digits()
+        n_trials, epochs = (10, 10) if quick else (20, 20)
+        seeds = [0] if quick else [0, 1, 2, 3, 4]
         results = [_c2f_epochs(n_trials, epochs, s, data, directory) for s in seeds]
-        ratios = [r for r, _ in results]
-        reached = sum(ok for _, ok in results)
+        for s, (r, ok, d) in zip(seeds, results):
+            print(f"  seed {s}: ratio {r:.3g}, flat best {d['flat_best']:.4f}, "
+                  f"coarse-to-fine best {d['c2f_best']:.4f}", flush=True)
+        ratios = [r for r, _, _ in results]
+        reached = sum(ok for _, ok, _ in results)
+        strict = sum(d["strict"] for _, _, d in results)
         rows.append(
             figure(
                 "coarse-to-fine epochs to match flat random search (fraction)",
                 float(np.median(ratios)),
                 "<= 0.33",
-                f"digits MLP, {n_trials} trials x {epochs} epochs flat; reached in "
-                f"{reached}/{len(seeds)} seeds (inf: never matched)",
+                f"digits MLP, lr 1e-5..10 and L2 1e-7..1 log, {n_trials} trials x "
+                f"{epochs} epochs flat; median of {len(seeds)} seeds; reached within "
+                f"1 val example in {reached}/{len(seeds)}, strictly in "
+                f"{strict}/{len(seeds)} (inf: never)",
             )
         )
         random_rate, grid_rate = _random_vs_grid(20, directory)
