@@ -8,12 +8,19 @@ installed) to the output folder.
 
 Stages built so far:
 
-1. baseline MLP (Keras layers, constant learning rate).
+1. baseline MLP (Keras layers, Glorot init, constant learning rate);
+2. the same MLP with kerasreg He init, BatchNormalization and Dropout, and a
+   `StepDecay` schedule applied per epoch by `ScheduleCallback`;
+3. stage 2 plus `WeightEMA`, scored with the EMA weights.
 
-Planned (added as functions to `STAGES` once their features land): kerasreg
-Dropout + BatchNormalization + He init + step schedule; + WeightEMA;
+Planned (added as functions to `STAGES` once their features land):
 SnapshotEnsemble (M=5) and its parameter-averaged model; CoarseToFine search
 of learning rate and L2 with the top-3 trials as an Ensemble (`needs_tune`).
+
+Files written to `out`: `results.json` (settings, one entry per result row,
+learning curves), `learning_curves.png` (training / validation loss and
+validation accuracy per epoch) and `schedules.png` (the learning rate of
+each stage against the epoch).
 """
 
 import dataclasses
@@ -24,6 +31,7 @@ import time
 import numpy as np
 
 from kerasreg import datasets
+from kerasreg import metrics
 
 DEFAULT_OUT = "kerasreg-demo"
 DEFAULT_EPOCHS = {"digits": 30, "fashion_mnist": 10}
@@ -32,6 +40,10 @@ VALIDATION_SPLIT = 0.1
 LEARNING_RATE = 0.05
 MOMENTUM = 0.9
 HIDDEN_UNITS = (256, 128)
+DROPOUT_RATE = 0.2
+# Stage 2's step schedule: the rate is multiplied by this every quarter of
+# the epochs.
+STEP_DROP_FACTOR = 0.3
 # --quick: a smoke run of a few seconds.
 QUICK_EPOCHS = 2
 QUICK_MAX_TRAIN = 2000
@@ -58,6 +70,11 @@ class Context:
     out: str
     quick: bool
     tune: bool
+    # Learning-rate schedules the stages used, by legend label (`callable(t)`,
+    # `t` = epoch); drawn together in `schedules.png`.
+    schedules: dict = dataclasses.field(default_factory=dict)
+    # Extra files a stage wrote to `out` (names relative to it).
+    plots: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -69,44 +86,19 @@ class Stage:
     needs_tune: bool = False
 
 
-# --- metrics (private until kerasreg.metrics lands) ------------------------
-
-
-def _accuracy(probs, y):
-    return float(np.mean(np.argmax(probs, axis=-1) == y))
-
-
-def _nll(probs, y, eps=1e-12):
-    """Mean negative log-likelihood of the true class."""
-    p = probs[np.arange(len(y)), y]
-    return float(-np.mean(np.log(np.clip(p, eps, 1.0))))
-
-
-def _ece(probs, y, num_bins=ECE_BINS):
-    """Expected calibration error, equal-width confidence bins (Guo et al. 2017).
-
-    Sum over bins `(i/B, (i+1)/B]` of `|accuracy - mean confidence|` weighted
-    by the fraction of examples in the bin.
-    """
-    confidence = np.max(probs, axis=-1)
-    correct = np.argmax(probs, axis=-1) == y
-    bins = np.clip(np.ceil(confidence * num_bins).astype(int) - 1, 0, num_bins - 1)
-    ece = 0.0
-    for b in range(num_bins):
-        in_bin = bins == b
-        if np.any(in_bin):
-            gap = abs(np.mean(correct[in_bin]) - np.mean(confidence[in_bin]))
-            ece += np.mean(in_bin) * gap
-    return float(ece)
+# --- result rows -------------------------------------------------------------
 
 
 def _row(method, probs, ctx, train_time_s, history=None):
+    """One result row; metrics from `kerasreg.metrics` on the test set."""
     probs = np.asarray(probs, dtype=np.float64)
     return {
         "method": method,
-        "test_accuracy": _accuracy(probs, ctx.y_test),
-        "nll": _nll(probs, ctx.y_test),
-        "ece": _ece(probs, ctx.y_test),
+        "test_accuracy": float(np.mean(np.argmax(probs, axis=-1) == ctx.y_test)),
+        "nll": metrics.nll(ctx.y_test, probs),
+        "ece": metrics.expected_calibration_error(
+            ctx.y_test, probs, n_bins=ECE_BINS
+        ),
         "train_time_s": float(train_time_s),
         "history": history or {},
     }
@@ -140,8 +132,19 @@ def _predict(model, x):
 # --- stages ----------------------------------------------------------------
 
 
-def baseline(ctx):
-    """Stage 1: plain Keras MLP, Glorot init, SGD with a constant rate."""
+def _compile(model, learning_rate=LEARNING_RATE):
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate, momentum=MOMENTUM),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def baseline_model(ctx):
+    """The baseline MLP: Keras layers, Glorot init, ReLU, softmax out."""
     import keras
 
     keras.utils.set_random_seed(ctx.seed)
@@ -150,18 +153,119 @@ def baseline(ctx):
     for units in HIDDEN_UNITS:
         h = keras.layers.Dense(units, activation="relu")(h)
     outputs = keras.layers.Dense(ctx.num_classes, activation="softmax")(h)
-    model = keras.Model(inputs, outputs, name="baseline_mlp")
-    model.compile(
-        optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=MOMENTUM),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+    return keras.Model(inputs, outputs, name="baseline_mlp")
+
+
+def regularized_model(ctx, dropout=DROPOUT_RATE, seed_offset=0):
+    """The same MLP with kerasreg He init, BatchNormalization and Dropout.
+
+    Each hidden block is Dense (He normal init, no bias: BatchNormalization's
+    beta replaces it) -> BatchNormalization -> ReLU -> Dropout.
+    """
+    import keras
+
+    import kerasreg
+
+    seed = ctx.seed + seed_offset
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(ctx.x_train.shape[1:])
+    h = keras.layers.Flatten()(inputs)
+    for i, units in enumerate(HIDDEN_UNITS):
+        h = keras.layers.Dense(
+            units,
+            use_bias=False,
+            kernel_initializer=kerasreg.HeNormal(seed=seed + i),
+        )(h)
+        h = kerasreg.BatchNormalization()(h)
+        h = keras.layers.Activation("relu")(h)
+        h = kerasreg.Dropout(dropout, seed=seed + i)(h)
+    outputs = keras.layers.Dense(
+        ctx.num_classes,
+        activation="softmax",
+        kernel_initializer=kerasreg.XavierNormal(seed=seed + len(HIDDEN_UNITS)),
+    )(h)
+    return keras.Model(inputs, outputs, name="regularized_mlp")
+
+
+def step_schedule(ctx):
+    """The stage-2 schedule: the rate times `STEP_DROP_FACTOR`, three times."""
+    from kerasreg.schedules import StepDecay
+
+    return StepDecay(
+        LEARNING_RATE,
+        drop_factor=STEP_DROP_FACTOR,
+        drop_every=max(1, -(-ctx.epochs // 4)),
+        name="step decay (stages 2-3)",
     )
+
+
+def ema_decay(ctx):
+    """EMA decay whose horizon `1 / (1 - decay)` is ~10% of the steps."""
+    steps = ctx.epochs * -(-len(ctx.x_train) // ctx.batch_size)
+    return float(min(0.999, max(0.9, 1.0 - 10.0 / steps)))
+
+
+def baseline(ctx):
+    """Stage 1: plain Keras MLP, Glorot init, SGD with a constant rate."""
+    model = _compile(baseline_model(ctx))
+    ctx.schedules["constant (stage 1)"] = lambda t: LEARNING_RATE + 0.0 * t
     history, seconds = _fit(model, ctx)
     return [_row("baseline MLP", _predict(model, ctx.x_test), ctx, seconds, history)]
 
 
+def regularized(ctx):
+    """Stage 2: kerasreg Dropout + BatchNormalization + He init + step decay."""
+    from kerasreg.callbacks import ScheduleCallback
+
+    model = _compile(regularized_model(ctx))
+    schedule = step_schedule(ctx)
+    ctx.schedules[schedule.name] = schedule
+    history, seconds = _fit(model, ctx, callbacks=[ScheduleCallback(schedule)])
+    return [
+        _row(
+            "+ Dropout, BN, He, step LR",
+            _predict(model, ctx.x_test),
+            ctx,
+            seconds,
+            history,
+        )
+    ]
+
+
+def with_ema(ctx):
+    """Stage 3: stage 2 plus WeightEMA; the EMA weights are evaluated.
+
+    Validation during training runs on the EMA weights
+    (`swap_on_evaluate=True`), so the stage's learning curves are those of
+    the averaged model.
+    """
+    from kerasreg.callbacks import ScheduleCallback
+    from kerasreg.callbacks import WeightEMA
+
+    model = _compile(regularized_model(ctx))
+    ema = WeightEMA(decay=ema_decay(ctx), warmup=True)
+    history, seconds = _fit(
+        model, ctx, callbacks=[ScheduleCallback(step_schedule(ctx)), ema]
+    )
+    averaged = ema.averaged_model()
+    return [
+        _row(
+            "+ WeightEMA (EMA weights)",
+            _predict(averaged, ctx.x_test),
+            ctx,
+            seconds,
+            history,
+        )
+    ]
+
+
 STAGES = [
     Stage("baseline MLP (Keras layers, constant learning rate)", baseline),
+    Stage(
+        "kerasreg Dropout + BatchNormalization + He init + step schedule",
+        regularized,
+    ),
+    Stage("+ WeightEMA (EMA weights evaluated)", with_ema),
 ]
 
 
@@ -242,6 +346,28 @@ def _plot_learning_curves(rows, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+class _Labeled:
+    """A `callable(t)` with a legend label (`kerasreg.schedules.plot` reads `name`)."""
+
+    def __init__(self, name, fn):
+        self.name = name
+        self._fn = fn
+
+    def __call__(self, t):
+        return self._fn(t)
+
+
+def _plot_schedules(ctx, path):
+    """The learning rate of every stage against the epoch, one figure."""
+    from kerasreg.schedules import plot
+
+    labeled = [
+        _Labeled(label, fn) if getattr(fn, "name", None) != label else fn
+        for label, fn in ctx.schedules.items()
+    ]
+    plot(labeled, steps=ctx.epochs, path=path)
 
 
 def run(
@@ -340,6 +466,10 @@ def run(
     try:
         _plot_learning_curves(rows, os.path.join(out, "learning_curves.png"))
         written.append("learning_curves.png")
+        if ctx.schedules:
+            _plot_schedules(ctx, os.path.join(out, "schedules.png"))
+            written.append("schedules.png")
+        written.extend(ctx.plots)
     except ImportError:
         print("(matplotlib not installed: no plots; `pip install kerasreg[plot]`)")
     print(f"\nwrote {', '.join(written)} to {out}")
