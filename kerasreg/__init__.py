@@ -8,6 +8,8 @@ from kerasreg import initializers
 from kerasreg import layers
 from kerasreg import metrics
 from kerasreg import schedules
+from kerasreg import tuning
+from kerasreg.callbacks import StopOnDivergence
 from kerasreg.callbacks.monitors import ActivationHistograms
 from kerasreg.callbacks.monitors import UpdateRatioMonitor
 from kerasreg.callbacks.schedule import ScheduleCallback
@@ -36,6 +38,7 @@ from kerasreg.schedules import Warmup
 
 __version__ = "0.1.0"
 __all__ = [
+    "CoarseToFine",
     "ActivationHistograms",
     "BatchNormalization",
     "CyclicCosine",
@@ -51,6 +54,7 @@ __all__ = [
     "ScaledNormal",
     "ScheduleCallback",
     "StepDecay",
+    "StopOnDivergence",
     "UpdateRatioMonitor",
     "Warmup",
     "WeightEMA",
@@ -69,4 +73,13 @@ __all__ = [
     "overfitting_report",
     "sanity_check",
     "schedules",
+    "tuning",
 ]
+
+
+def __getattr__(name):
+    # `CoarseToFine` subclasses Keras Tuner's classes: loaded on first use so
+    # that `import kerasreg` needs only keras and numpy.
+    if name == "CoarseToFine":
+        return tuning.__getattr__(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,6 @@
 """Training callbacks."""
 
+from kerasreg.callbacks.divergence import StopOnDivergence
 from kerasreg.callbacks.monitors import ActivationHistograms
 from kerasreg.callbacks.monitors import UpdateRatioMonitor
 from kerasreg.callbacks.schedule import ScheduleCallback

@@ -1,0 +1,129 @@
+"""`StopOnDivergence`: ends a run whose loss is NaN/Inf or blows up."""
+
+import math
+
+import keras
+
+from kerasreg._registry import register
+
+
+@register
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops training when the loss is NaN/Inf or grows far above its start.
+
+    In a coarse search many settings "blow up to infinite loss at once"
+    (cs231n: "if the cost is ever > 3 * original cost, break out early"), and
+    training them for the full budget wastes the search. This callback checks
+    the training loss after every batch and sets `model.stop_training` when
+
+    - the loss is NaN or infinite (checked from the first batch on), or
+    - after `warmup_steps` batches, the loss exceeds `max_factor` times the
+      first recorded loss (the loss of the first batch of the run).
+
+    The reason is kept in `stopped_reason` (`None` while training is sound)
+    and the batch count in `stopped_step`. Inside `kerasreg.CoarseToFine`
+    the trial then ends as failed with that reason, and the search goes on.
+
+    The check reads `logs["loss"]` (the running mean of the epoch, as
+    `keras.callbacks.TerminateOnNaN` does); it touches no model variables, so
+    on the jax backend it needs no state sync. The state (first loss, step
+    count) is per `fit` call and is reset in `on_train_begin`.
+
+    Args:
+        max_factor: Float greater than 1. The run is stopped when the loss
+            exceeds `max_factor` times the first recorded loss. Defaults to
+            `4.0`.
+        warmup_steps: Integer >= 0. Number of batches before the
+            `max_factor` test starts (NaN/Inf are always caught). Defaults to
+            `10`.
+
+    Example:
+
+    ```python
+    import keras
+    import numpy as np
+    from kerasreg.callbacks import StopOnDivergence
+
+    x = np.random.rand(256, 4).astype("float32")
+    y = (x @ np.ones((4, 1))).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(10.0), loss="mse")
+    stop = StopOnDivergence(max_factor=4.0, warmup_steps=2)
+    model.fit(x, y, batch_size=16, epochs=5, callbacks=[stop], verbose=0)
+    print(stop.stopped_reason)
+    ```
+    """
+
+    def __init__(self, max_factor=4.0, warmup_steps=10):
+        super().__init__()
+        if (
+            isinstance(max_factor, bool)
+            or not isinstance(max_factor, (int, float))
+            or not max_factor > 1
+            or not math.isfinite(max_factor)
+        ):
+            raise ValueError(
+                "Invalid value received for argument `max_factor`. Expected a "
+                f"float value greater than 1. Received: max_factor={max_factor}"
+            )
+        if (
+            isinstance(warmup_steps, bool)
+            or not isinstance(warmup_steps, int)
+            or warmup_steps < 0
+        ):
+            raise ValueError(
+                "Invalid value received for argument `warmup_steps`. Expected "
+                "an integer value >= 0. "
+                f"Received: warmup_steps={warmup_steps}"
+            )
+        self.max_factor = float(max_factor)
+        self.warmup_steps = warmup_steps
+        self._reset()
+
+    def _reset(self):
+        self.first_loss = None
+        self.steps = 0
+        self.stopped_reason = None
+        self.stopped_step = None
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.stopped_reason is not None:
+            return
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        loss = float(loss)
+        self.steps += 1
+        if not math.isfinite(loss):
+            self._stop(f"loss is {loss} at step {self.steps}")
+            return
+        if self.first_loss is None:
+            self.first_loss = loss
+            return
+        if self.steps > self.warmup_steps and loss > self.max_factor * abs(
+            self.first_loss
+        ):
+            self._stop(
+                f"loss {loss:.4g} > {self.max_factor:g} x first loss "
+                f"{self.first_loss:.4g} at step {self.steps}"
+            )
+
+    def _stop(self, reason):
+        self.stopped_reason = reason
+        self.stopped_step = self.steps
+        self.model.stop_training = True
+
+    @property
+    def diverged(self):
+        """Whether the last run was stopped for divergence."""
+        return self.stopped_reason is not None
+
+    def get_config(self):
+        return {"max_factor": self.max_factor, "warmup_steps": self.warmup_steps}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

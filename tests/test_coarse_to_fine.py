@@ -1,0 +1,274 @@
+import math
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+
+import kerasreg
+from kerasreg.tuning import CoarseToFine
+from kerasreg.tuning import CoarseToFineOracle
+from kerasreg.tuning import beta
+from kerasreg.tuning import log_uniform
+
+LR_OPT, WD_OPT = -2.0, -5.0  # known optimum, in log10
+
+
+def declare(hp):
+    log_uniform(hp, "learning_rate", 1e-6, 10.0)
+    log_uniform(hp, "weight_decay", 1e-8, 1e-2)
+    hp.Int("units", 8, 64, step=8)
+    hp.Choice("activation", ["relu", "tanh", "sigmoid"])
+    beta(hp, "beta_1")
+
+
+def toy_score(values, epochs):
+    """Known optimum at lr=1e-2, wd=1e-5, relu; longer training helps."""
+    s = (math.log10(values["learning_rate"]) - LR_OPT) ** 2
+    s += 0.3 * (math.log10(values["weight_decay"]) - WD_OPT) ** 2
+    s += {"relu": 0.0, "tanh": 0.5, "sigmoid": 2.0}[values["activation"]]
+    return -s - 1.0 / epochs
+
+
+class ToyCoarseToFine(CoarseToFine):
+    """CoarseToFine with a closed-form objective in place of `fit`."""
+
+    def __init__(self, *args, fail_at=None, **kwargs):
+        self.calls = []  # (trial_id, epochs) per run
+        self.fail_at = fail_at
+        super().__init__(*args, **kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        values = trial.hyperparameters.values
+        if self.fail_at is not None and len(self.calls) == self.fail_at:
+            raise keras_tuner.errors.FatalError("simulated interruption")
+        self.calls.append((trial.trial_id, values["tuner/epochs"]))
+        return {"score": toy_score(values, values["tuner/epochs"])}
+
+
+def make_tuner(tmp_path, stages=((20, 1), (10, 2), (6, 4)), **kwargs):
+    kwargs.setdefault("overwrite", True)
+    return ToyCoarseToFine(
+        lambda hp: declare(hp),
+        keras_tuner.Objective("score", "max"),
+        stages=stages,
+        top_k=4,
+        margin=0.25,
+        seed=7,
+        directory=str(tmp_path),
+        project_name="toy",
+        **kwargs,
+    )
+
+
+def trials_of(tuner, stage):
+    return [
+        t
+        for t in tuner.oracle.trials.values()
+        if t.hyperparameters.values["tuner/stage"] == stage
+    ]
+
+
+def expected_range(top_values, margin, lo0, hi0, log):
+    """Hand computation of the narrowed range (lecture: narrow, widen, clip)."""
+    f = np.log10 if log else np.asarray
+    v = f(np.asarray(top_values, dtype=float))
+    lo, hi = v.min(), v.max()
+    span = hi - lo
+    lo, hi = max(lo - margin * span, f(lo0)), min(hi + margin * span, f(hi0))
+    return (10**lo, 10**hi) if log else (lo, hi)
+
+
+def test_stages_shrink_around_the_top_k(tmp_path):
+    tuner = make_tuner(tmp_path)
+    tuner.search(verbose=0)
+    stages = tuner.stages
+    # Every trial ran once, with its stage's epochs.
+    assert len(tuner.calls) == sum(n for n, _ in stages)
+    assert [e for _, e in tuner.calls] == [1] * 20 + [2] * 10 + [4] * 6
+    ranges = tuner.stage_ranges
+    assert len(ranges) == 3
+    original = ranges[0]
+    assert original["learning_rate"] == {"min_value": 1e-6, "max_value": 10.0}
+    for stage in range(2):
+        done = sorted(trials_of(tuner, stage), key=lambda t: -t.score)[:4]
+        nxt = ranges[stage + 1]
+        for name, log in [
+            ("learning_rate", True),
+            ("weight_decay", True),
+            ("one_minus_beta_1", True),
+            ("units", False),
+        ]:
+            top = [t.hyperparameters.values[name] for t in done]
+            lo, hi = nxt[name]["min_value"], nxt[name]["max_value"]
+            # Inside the original range, contains the top-k, shrinks.
+            assert original[name]["min_value"] <= lo <= min(top)
+            assert max(top) <= hi <= original[name]["max_value"]
+            prev = ranges[stage][name]
+            width = (lambda a, b: math.log10(b / a)) if log else (lambda a, b: b - a)
+            if name in ("learning_rate", "weight_decay"):
+                # The hyperparameters that matter shrink; an irrelevant one
+                # may widen a little (margin, clipped to the original only).
+                assert width(lo, hi) < width(prev["min_value"], prev["max_value"])
+            if name != "units":
+                want = expected_range(
+                    top, 0.25, original[name]["min_value"], original[name]["max_value"], log
+                )
+                assert (lo, hi) == pytest.approx(want, rel=1e-9)
+        seen = {t.hyperparameters.values["activation"] for t in done}
+        assert set(nxt["activation"]["values"]) == seen
+        # Next-stage trials were drawn inside the narrowed ranges.
+        for t in trials_of(tuner, stage + 1):
+            v = t.hyperparameters.values
+            assert nxt["learning_rate"]["min_value"] <= v["learning_rate"]
+            assert v["learning_rate"] <= nxt["learning_rate"]["max_value"]
+            assert v["activation"] in nxt["activation"]["values"]
+            assert v["units"] % 8 == 0
+    lr_widths = [
+        math.log10(r["learning_rate"]["max_value"] / r["learning_rate"]["min_value"])
+        for r in ranges
+    ]
+    assert lr_widths[2] < lr_widths[0]
+    # The tuner's best is the best trial of the final stage, and it beats
+    # the median of the first (coarse) stage.
+    best = tuner.oracle.get_best_trials(1)[0]
+    final = trials_of(tuner, 2)
+    assert best.score == max(t.score for t in final)
+    assert best.score > np.median([t.score for t in trials_of(tuner, 0)])
+    assert tuner.get_best_hyperparameters()[0].values == best.hyperparameters.values
+    # Closer to the known optimum than the coarse stage's median distance.
+    d = lambda t: abs(math.log10(t.hyperparameters.values["learning_rate"]) - LR_OPT)
+    assert d(best) < np.median([d(t) for t in trials_of(tuner, 0)])
+
+
+def test_resume_continues_in_the_right_stage(tmp_path):
+    reference = make_tuner(tmp_path / "ref")
+    reference.search(verbose=0)
+
+    # Interrupted during stage 2 (after 24 completed trials).
+    first = make_tuner(tmp_path / "run", fail_at=24)
+    with pytest.raises(keras_tuner.errors.FatalError):
+        first.search(verbose=0)
+    assert first.oracle.stage == 1
+    completed_before = {tid for tid, _ in first.calls}
+    assert len(completed_before) == 24
+
+    resumed = make_tuner(tmp_path / "run", overwrite=False)
+    assert resumed.oracle.stage == 1
+    assert resumed.stage_ranges == first.stage_ranges
+    resumed.search(verbose=0)
+    rerun = {tid for tid, _ in resumed.calls}
+    # No completed trial ran again; the interrupted one (id 24) did.
+    assert not rerun & completed_before
+    assert len(rerun) + len(completed_before) == 36
+    assert "24" in rerun
+    statuses = [t.status for t in resumed.oracle.trials.values()]
+    assert statuses == ["COMPLETED"] * 36
+    # Same seed, same path: the resumed search equals an uninterrupted one.
+    assert resumed.stage_ranges == reference.stage_ranges
+    assert (
+        resumed.oracle.get_best_trials(1)[0].score
+        == reference.oracle.get_best_trials(1)[0].score
+    )
+
+
+def test_resume_with_other_stages_is_refused(tmp_path):
+    make_tuner(tmp_path, stages=((3, 1), (2, 2))).search(verbose=0)
+    with pytest.raises(ValueError, match="argument `stages`"):
+        make_tuner(tmp_path, stages=((4, 1), (2, 2)), overwrite=False)
+
+
+def test_top_level_export_and_subclassing():
+    assert kerasreg.CoarseToFine is CoarseToFine
+    assert issubclass(CoarseToFine, keras_tuner.Tuner)
+    assert issubclass(CoarseToFineOracle, keras_tuner.Oracle)
+    assert "CoarseToFine" in kerasreg.__all__
+
+
+@pytest.mark.parametrize(
+    "kwargs, arg",
+    [
+        ({"stages": ()}, "stages"),
+        ({"stages": ((0, 1),)}, "stages"),
+        ({"stages": ((3, 0),)}, "stages"),
+        ({"stages": ((3, 1.5),)}, "stages"),
+        ({"stages": 5}, "stages"),
+        ({"top_k": 0}, "top_k"),
+        ({"margin": -0.1}, "margin"),
+        ({"stop_on_divergence": "yes"}, "stop_on_divergence"),
+    ],
+)
+def test_bad_input(tmp_path, kwargs, arg):
+    with pytest.raises(ValueError, match=f"Invalid value received for argument `{arg}`"):
+        CoarseToFine(declare, "val_loss", directory=str(tmp_path), **kwargs)
+
+
+def _regression(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 0.5, 1.5]) + 0.1 * rng.normal(size=n)).astype("float32")
+    return x, y[:, None]
+
+
+def build_regressor(hp):
+    lr = log_uniform(hp, "learning_rate", 1e-3, 30.0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss="mse")
+    return model
+
+
+@pytest.mark.slow
+def test_real_search_diverging_trials_fail_and_search_finishes(tmp_path):
+    x, y = _regression()
+    tuner = CoarseToFine(
+        build_regressor,
+        "val_loss",
+        stages=((7, 2), (2, 3)),
+        top_k=2,
+        seed=22,  # draws 3 diverging learning rates in a row, then 4 small ones
+        directory=str(tmp_path),
+        project_name="div",
+    )
+    tuner.search(x, y, validation_split=0.25, batch_size=8, verbose=0)
+    trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+    assert len(trials) == 9  # every trial ran
+    lrs = np.array([t.hyperparameters.values["learning_rate"] for t in trials])
+    failed = np.array([t.status == "FAILED" for t in trials])
+    # Plain SGD on mse diverges for lr > 2 / lambda_max(E[x x^T]) (~ 2 here):
+    # every such trial was stopped, every small-lr trial completed.
+    lam = np.linalg.eigvalsh(x.T @ x / len(x)).max()
+    assert np.all(failed[lrs > 2.5 / lam])
+    assert not np.any(failed[lrs < 0.5 / lam])
+    # At least 3 consecutive divergences: Keras Tuner's default limit of 3
+    # consecutive failures did not stop the search.
+    runs = "".join("F" if f else "." for f in failed[:7])
+    assert "FFF" in runs, runs
+    for t in trials:
+        if t.status == "FAILED":
+            assert t.message.startswith("Diverged: ")
+            assert "tuner/diverged" in t.hyperparameters.values
+        else:
+            assert t.hyperparameters.values["tuner/epochs"] in (2, 3)
+    best = tuner.oracle.get_best_trials(1)[0]
+    assert best.status == "COMPLETED"
+    assert best.hyperparameters.values["tuner/stage"] == 1
+    # The best model reloads from its best epoch: its mse on the validation
+    # split (Keras takes the last 25%) is the trial's score.
+    model = tuner.get_best_models(1)[0]
+    xv, yv = x[-24:], y[-24:]
+    mse = float(np.mean((model.predict(xv, verbose=0) - yv) ** 2))
+    assert mse == pytest.approx(best.score, rel=1e-4)
+
+
+def test_crashes_still_count_as_failures(tmp_path):
+    def broken(hp):
+        log_uniform(hp, "learning_rate", 1e-3, 1.0)
+        if "tuner/stage" in hp.values:  # inside a trial, not at declaration
+            raise keras_tuner.errors.FailedTrialError("bug in the model builder")
+
+    tuner = CoarseToFine(
+        broken, "val_loss", stages=((10, 1),), directory=str(tmp_path),
+        project_name="broken",
+    )
+    with pytest.raises(RuntimeError, match="consecutive failures"):
+        tuner.search(np.zeros((4, 1)), np.zeros((4, 1)), verbose=0)
