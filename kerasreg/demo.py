@@ -27,6 +27,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -44,6 +45,11 @@ DROPOUT_RATE = 0.2
 # Stage 2's step schedule: the rate is multiplied by this every quarter of
 # the epochs.
 STEP_DROP_FACTOR = 0.3
+# Stage 5: CoarseToFine ranges (log-uniform) and stages (see `tune_stages`).
+TUNE_LEARNING_RATE = (1e-3, 0.5)
+TUNE_L2 = (1e-6, 1e-2)
+TUNE_COARSE_TRIALS = 10
+TUNE_TOP_K = 3
 # --quick: a smoke run of a few seconds.
 QUICK_EPOCHS = 2
 QUICK_MAX_TRAIN = 2000
@@ -75,6 +81,8 @@ class Context:
     schedules: dict = dataclasses.field(default_factory=dict)
     # Extra files a stage wrote to `out` (names relative to it).
     plots: list = dataclasses.field(default_factory=list)
+    # Lines a stage wants shown under its progress line.
+    notes: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -156,11 +164,12 @@ def baseline_model(ctx):
     return keras.Model(inputs, outputs, name="baseline_mlp")
 
 
-def regularized_model(ctx, dropout=DROPOUT_RATE, seed_offset=0):
+def regularized_model(ctx, dropout=DROPOUT_RATE, seed_offset=0, l2=0.0):
     """The same MLP with kerasreg He init, BatchNormalization and Dropout.
 
     Each hidden block is Dense (He normal init, no bias: BatchNormalization's
-    beta replaces it) -> BatchNormalization -> ReLU -> Dropout.
+    beta replaces it) -> BatchNormalization -> ReLU -> Dropout. With `l2 > 0`
+    every kernel gets an L2 penalty `l2 * sum(w ** 2)`.
     """
     import keras
 
@@ -168,6 +177,7 @@ def regularized_model(ctx, dropout=DROPOUT_RATE, seed_offset=0):
 
     seed = ctx.seed + seed_offset
     keras.utils.set_random_seed(seed)
+    reg = keras.regularizers.L2(l2) if l2 else None
     inputs = keras.Input(ctx.x_train.shape[1:])
     h = keras.layers.Flatten()(inputs)
     for i, units in enumerate(HIDDEN_UNITS):
@@ -175,6 +185,7 @@ def regularized_model(ctx, dropout=DROPOUT_RATE, seed_offset=0):
             units,
             use_bias=False,
             kernel_initializer=kerasreg.HeNormal(seed=seed + i),
+            kernel_regularizer=reg,
         )(h)
         h = kerasreg.BatchNormalization()(h)
         h = keras.layers.Activation("relu")(h)
@@ -183,6 +194,7 @@ def regularized_model(ctx, dropout=DROPOUT_RATE, seed_offset=0):
         ctx.num_classes,
         activation="softmax",
         kernel_initializer=kerasreg.XavierNormal(seed=seed + len(HIDDEN_UNITS)),
+        kernel_regularizer=reg,
     )(h)
     return keras.Model(inputs, outputs, name="regularized_mlp")
 
@@ -259,6 +271,110 @@ def with_ema(ctx):
     ]
 
 
+def tune_stages(ctx):
+    """CoarseToFine stages: many short trials, then `TUNE_TOP_K` full ones.
+
+    The final stage trains `TUNE_TOP_K` settings for the whole epoch budget,
+    so the ensemble of the best `TUNE_TOP_K` trials is made of models
+    trained as long as every other stage's.
+    """
+    coarse_trials = 4 if ctx.quick else TUNE_COARSE_TRIALS
+    coarse_epochs = max(1, ctx.epochs // 10)
+    return ((coarse_trials, coarse_epochs), (TUNE_TOP_K, ctx.epochs))
+
+
+def tuned(ctx):
+    """Stage 5: CoarseToFine search of learning rate and L2; top-3 Ensemble.
+
+    The stage-2 model (constant rate, with an L2 penalty), searched over
+    `TUNE_LEARNING_RATE` and `TUNE_L2` (both log-uniform) with
+    `val_accuracy` as the objective. Writes `tuner.png` (objective against
+    each hyperparameter; `kerasreg.tuning.report`) and `tuner.csv`.
+    """
+    import contextlib
+    import io
+
+    import keras
+
+    from kerasreg.ensembles import Ensemble
+    from kerasreg.tuning import CoarseToFine
+    from kerasreg.tuning import log_uniform
+    from kerasreg.tuning import report
+
+    builds = []
+
+    def build(hp):
+        lr = log_uniform(hp, "learning_rate", *TUNE_LEARNING_RATE)
+        l2 = log_uniform(hp, "l2", *TUNE_L2)
+        builds.append(None)  # a different init for every trial
+        model = regularized_model(ctx, seed_offset=100 * len(builds), l2=l2)
+        model.compile(
+            optimizer=keras.optimizers.SGD(lr, momentum=MOMENTUM),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        return model
+
+    printed = io.StringIO()  # the tuner's range lines, shown after the stage
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(printed):
+        tuner = CoarseToFine(
+            build,
+            "val_accuracy",
+            stages=tune_stages(ctx),
+            top_k=TUNE_TOP_K,
+            # Keras Tuner reads seed=0 as "no seed" (`seed or randint`).
+            seed=ctx.seed + 1,
+            directory=os.path.join(ctx.out, "tuning"),
+            project_name="demo",
+            overwrite=True,
+        )
+        tuner.search(
+            ctx.x_train,
+            ctx.y_train,
+            validation_data=(ctx.x_val, ctx.y_val),
+            batch_size=ctx.batch_size,
+            verbose=0,
+        )
+        seconds = time.perf_counter() - start
+        rows = report(
+            tuner,
+            top=TUNE_TOP_K,
+            path=os.path.join(ctx.out, "tuner.png"),
+            csv_path=os.path.join(ctx.out, "tuner.csv"),
+        )
+    ctx.notes.extend(line for line in printed.getvalue().splitlines() if line)
+    ctx.plots.extend(["tuner.png", "tuner.csv"])
+    best = tuner.get_best_hyperparameters(1)[0].values
+    with warnings.catch_warnings():
+        # The checkpoints hold the optimizer state; the reloaded models are
+        # only used for prediction.
+        warnings.filterwarnings("ignore", message="Skipping variable loading")
+        ensemble = Ensemble.from_tuner(tuner, k=TUNE_TOP_K)
+    best_model = ensemble.members[0]
+    settings = {
+        "learning_rate": float(best["learning_rate"]),
+        "l2": float(best["l2"]),
+        "trials": len(rows),
+        "stages": [list(s) for s in tune_stages(ctx)],
+    }
+    best_row = _row(
+        "CoarseToFine best trial",
+        _predict(best_model, ctx.x_test),
+        ctx,
+        seconds,
+    )
+    best_row["tuning"] = settings
+    ensemble_row = _row(
+        f"CoarseToFine top-{TUNE_TOP_K} Ensemble",
+        _predict(ensemble, ctx.x_test),
+        ctx,
+        seconds,
+    )
+    ensemble_row["tuning"] = settings
+    return [best_row, ensemble_row]
+
+
 STAGES = [
     Stage("baseline MLP (Keras layers, constant learning rate)", baseline),
     Stage(
@@ -266,6 +382,11 @@ STAGES = [
         regularized,
     ),
     Stage("+ WeightEMA (EMA weights evaluated)", with_ema),
+    Stage(
+        "CoarseToFine search of learning rate and L2, top-3 as an Ensemble",
+        tuned,
+        needs_tune=True,
+    ),
 ]
 
 
@@ -433,6 +554,9 @@ def run(
             f"{r['method']} acc {r['test_accuracy']:.4f}" for r in new_rows
         )
         print(f" {summary} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        for note in ctx.notes:
+            print(f"    {note}")
+        ctx.notes.clear()
         rows.extend(new_rows)
 
     print()

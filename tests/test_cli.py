@@ -140,7 +140,33 @@ def test_demo_quick_writes_results_json(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     stdout = capsys.readouterr().out
     assert f"[1/{len(demo.STAGES)}] baseline MLP" in stdout
+    assert "CoarseToFine search of learning rate and L2, top-3 as an " \
+        "Ensemble: skipped (--no-tune)" in stdout
     assert f"{report['results'][0]['test_accuracy']:.4f}" in stdout
+
+
+@pytest.mark.slow
+def test_tuning_stage(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("keras_tuner")
+    monkeypatch.setattr(demo, "QUICK_MAX_TRAIN", 400)
+    (stage,) = [s for s in demo.STAGES if s.needs_tune]
+    report = demo.run("digits", epochs=1, out=str(tmp_path), quick=True,
+                      stages=[stage])
+    best, ensemble = report["results"]
+    assert best["method"] == "CoarseToFine best trial"
+    assert ensemble["method"] == "CoarseToFine top-3 Ensemble"
+    settings = best["tuning"]
+    # 4 coarse trials of 1 epoch, then the top 3 trained for the budget.
+    assert settings["stages"] == [[4, 1], [3, 1]]
+    assert settings["trials"] == 7
+    low, high = demo.TUNE_LEARNING_RATE
+    assert low <= settings["learning_rate"] <= high
+    low, high = demo.TUNE_L2
+    assert low <= settings["l2"] <= high
+    csv_lines = (tmp_path / "tuner.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + 7  # header + one row per trial
+    assert (tmp_path / "tuner.png").stat().st_size > 0
+    assert "Best-1 (val_accuracy:" in capsys.readouterr().out
 
 
 def test_row_uses_kerasreg_metrics(tmp_path):
