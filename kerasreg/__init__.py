@@ -13,6 +13,7 @@ from kerasreg.callbacks import StopOnDivergence
 from kerasreg.callbacks.monitors import ActivationHistograms
 from kerasreg.callbacks.monitors import UpdateRatioMonitor
 from kerasreg.callbacks.schedule import ScheduleCallback
+from kerasreg.callbacks.snapshot import SnapshotCallback
 from kerasreg.callbacks.weight_ema import WeightEMA
 from kerasreg.diagnostics.gradient_check import GradientCheckReport
 from kerasreg.diagnostics.gradient_check import gradient_check
@@ -20,6 +21,7 @@ from kerasreg.diagnostics.overfitting import overfitting_report
 from kerasreg.diagnostics.sanity import sanity_check
 from kerasreg.ensembles import Ensemble
 from kerasreg.ensembles import MultiHeadEnsemble
+from kerasreg.ensembles import SnapshotEnsemble
 from kerasreg.ensembles import fit_bootstrap
 from kerasreg.initializers import HeNormal
 from kerasreg.initializers import HeUniform
@@ -53,6 +55,8 @@ __all__ = [
     "MultiHeadEnsemble",
     "ScaledNormal",
     "ScheduleCallback",
+    "SnapshotCallback",
+    "SnapshotEnsemble",
     "StepDecay",
     "StopOnDivergence",
     "UpdateRatioMonitor",

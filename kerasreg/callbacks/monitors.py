@@ -6,6 +6,7 @@ import warnings
 import keras
 import numpy as np
 
+from kerasreg import _backend
 from kerasreg.callbacks._tensorboard import SummaryWriter
 
 
@@ -393,6 +394,36 @@ class ActivationHistograms(keras.callbacks.Callback):
         return lambda y, p: keras.ops.mean(loss(y, p))
 
     # -- recording ---------------------------------------------------------
+    def _outputs_and_gradients(self, x, loss_fn):
+        """Probe outputs and the loss gradients w.r.t. each layer's output.
+
+        Each probed layer's output has a zero variable `eps` added to it, so
+        the gradient with respect to `eps` is the gradient with respect to
+        the layer's output.
+        """
+        model = self._probe_model
+        trainable = list(model.trainable_variables)
+        eps = [p[1].eps for p in self._probe]
+        positions = [
+            next(i for i, t in enumerate(trainable) if t is v) for v in eps
+        ]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        y = self.y_sample
+
+        def loss_and_outputs(values):
+            current = [v.value for v in trainable]
+            for i, value in zip(positions, values):
+                current[i] = value
+            outputs, _ = model.stateless_call(
+                current, non_trainable, x, training=False
+            )
+            return loss_fn(y, outputs[-1]), outputs
+
+        (_, outputs), grads = _backend.value_and_grad(
+            loss_and_outputs, [v.value for v in eps], has_aux=True
+        )
+        return outputs, grads
+
     def capture(self, step=0):
         """Records, writes and checks the histograms now; returns the flags.
 
@@ -415,15 +446,7 @@ class ActivationHistograms(keras.callbacks.Callback):
             and self.y_sample is not None
             and loss_fn is not None
         ):
-            from kerasreg.callbacks._autodiff import value_and_grad
-
-            outputs, grads = value_and_grad(
-                self._probe_model,
-                [p[1].eps for p in self._probe],
-                x,
-                self.y_sample,
-                loss_fn,
-            )
+            outputs, grads = self._outputs_and_gradients(x, loss_fn)
         else:
             if self.gradients_enabled and not self._grad_note:
                 self._grad_note = True

@@ -6,7 +6,7 @@ import numbers
 import keras
 import numpy as np
 
-from kerasreg.diagnostics import _backend_autodiff
+from kerasreg import _backend
 
 # The cs231n bands for the relative error |a - n| / max(|a|, |n|).
 _WRONG = 1e-2
@@ -225,7 +225,7 @@ def gradient_check(model, x, y=None, loss=None, h=1e-5, max_params=None, seed=0)
     backend's automatic differentiation, through the relative error
     `|a - n| / max(|a|, |n|)` (0 when both are zero). Everything is computed
     on a float64 copy of the model (same weights; on jax with 64-bit mode
-    switched on for the duration, see `_backend_autodiff`), with
+    switched on for the duration, see `kerasreg._backend`), with
     `training=False` and the random state frozen, so dropout and other
     randomness are off. Regularization losses of the model
     (`model.losses`) are included.
@@ -297,7 +297,7 @@ def gradient_check(model, x, y=None, loss=None, h=1e-5, max_params=None, seed=0)
     h = float(h)
     rng = np.random.default_rng(int(seed))
 
-    with _backend_autodiff.float64_scope():
+    with _backend.float64_scope():
         x64 = _as_float64(x)
         y64 = _as_float64(y)
         clone = _float64_clone(model, x64)
@@ -327,8 +327,8 @@ def gradient_check(model, x, y=None, loss=None, h=1e-5, max_params=None, seed=0)
             np.array(keras.ops.convert_to_numpy(v.value), dtype="float64")
             for v in trainable
         ]
-        _, analytic = _backend_autodiff.value_and_grad(f, params)
-        f_compiled = _backend_autodiff.compile_function(f)
+        _, analytic = _backend.value_and_grad(f, params)
+        f_compiled = _backend.compile_function(f)
 
         def evaluate():
             return float(keras.ops.convert_to_numpy(f_compiled(params)))

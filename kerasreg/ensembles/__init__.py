@@ -7,3 +7,4 @@ from kerasreg.ensembles.ensemble import Ensemble
 from kerasreg.ensembles.multi_head import MultiHeadEnsemble
 from kerasreg.ensembles.report import EnsembleReport
 from kerasreg.ensembles.report import report
+from kerasreg.ensembles.snapshot import SnapshotEnsemble

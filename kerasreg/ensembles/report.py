@@ -7,6 +7,7 @@ from kerasreg import metrics as _metrics
 from kerasreg.ensembles.ensemble import Ensemble
 from kerasreg.ensembles.ensemble import combine_probabilities
 from kerasreg.ensembles.multi_head import MultiHeadEnsemble
+from kerasreg.ensembles.snapshot import SnapshotEnsemble
 
 COLUMNS = ("model", "accuracy", "nll", "ece", "brier")
 
@@ -93,9 +94,9 @@ def _same_architecture(models):
 def report(ensemble, x, y, batch_size=None, n_bins=15):
     """Scores an ensemble's members and its combinations on `(x, y)`.
 
-    One row per member (`"member i"`, or `"head i"` for a
-    `MultiHeadEnsemble`), then one per combination: `"mean"`, `"vote"`,
-    `"geometric"` (with the ensemble's member weights), and
+    One row per member (`"member i"`, `"head i"` for a `MultiHeadEnsemble`,
+    `"snapshot i"` for the kept snapshots of a `SnapshotEnsemble`), then one
+    per combination: `"mean"`, `"vote"`, `"geometric"` (with the ensemble's member weights), and
     `"parameter-averaged"`, the single model whose weights are the average
     of the members' weights, when the members share an architecture
     (`kerasreg.ensembles.average_weights`). Columns: accuracy, NLL, expected
@@ -105,7 +106,8 @@ def report(ensemble, x, y, batch_size=None, n_bins=15):
     `-log(1e-12)` in NLL, so its NLL is large by design.)
 
     Args:
-        ensemble: An `Ensemble` or a `MultiHeadEnsemble`.
+        ensemble: An `Ensemble`, a `MultiHeadEnsemble` or a
+            `SnapshotEnsemble`.
         x: Inputs.
         y: Integer labels (or one-hot rows).
         batch_size: Integer, rows per prediction batch. Defaults to `None`.
@@ -135,9 +137,13 @@ def report(ensemble, x, y, batch_size=None, n_bins=15):
     table.row("mean")["nll"]
     ```
     """
+    member_name = "member"
+    if isinstance(ensemble, SnapshotEnsemble):
+        ensemble = ensemble.ensemble()
+        member_name = "snapshot"
     if isinstance(ensemble, Ensemble):
         probs = ensemble.member_predictions(x, batch_size=batch_size)
-        names = [f"member {i}" for i in range(len(ensemble.members))]
+        names = [f"{member_name} {i}" for i in range(len(ensemble.members))]
         weights = ensemble.member_weights
         models = list(ensemble.members)
     elif isinstance(ensemble, MultiHeadEnsemble):
@@ -148,7 +154,7 @@ def report(ensemble, x, y, batch_size=None, n_bins=15):
     else:
         raise ValueError(
             "Invalid value received for argument `ensemble`. Expected an "
-            "`Ensemble` or a `MultiHeadEnsemble`. Received: "
+            "`Ensemble`, `MultiHeadEnsemble` or `SnapshotEnsemble`. Received: "
             f"ensemble={ensemble!r}"
         )
     rows = [_scores(n, y, p, n_bins) for n, p in zip(names, probs)]

@@ -1,11 +1,12 @@
-"""Backend-specific helpers for the gradient check: autodiff and float64.
+"""The one place in kerasreg that talks to a backend directly.
 
 Keras 3 has no portable "gradient of a function" op: each backend trainer
 computes gradients with its own machinery (`jax.value_and_grad`,
-`tf.GradientTape`, `torch.autograd`). The gradient check needs exactly that,
-outside a training step, so this module is the one place in kerasreg that
-talks to a backend directly. Backends are imported lazily, inside the
-functions, so `import kerasreg` needs only keras and numpy.
+`tf.GradientTape`, `torch.autograd`). The gradient check and
+`ActivationHistograms` (gradients of the loss with respect to intermediate
+activations) need exactly that, outside a training step. Backends are
+imported lazily, inside the functions, so `import kerasreg` needs only keras
+and numpy.
 
 It also holds `float64_scope`, which makes float64 numerics real on jax:
 
@@ -37,7 +38,8 @@ def _backend():
 
 def _unsupported():
     return NotImplementedError(
-        "gradient_check supports the 'jax' and 'tensorflow' backends. "
+        "Gradients outside a train step are available on the 'jax' and "
+        "'tensorflow' backends. "
         f"Received: backend={_backend()}"
     )
 
@@ -91,29 +93,37 @@ def compile_function(fn):
     raise _unsupported()
 
 
-def value_and_grad(fn, params):
+def value_and_grad(fn, params, has_aux=False):
     """Value of `fn(params)` and its gradient w.r.t. each array in `params`.
 
     Args:
-        fn: Function of a list of float64 arrays returning a scalar tensor.
-        params: List of numpy float64 arrays.
+        fn: Function of a list of arrays returning a scalar tensor, or
+            `(scalar, aux)` when `has_aux`.
+        params: List of arrays (numpy arrays or backend tensors).
+        has_aux: Boolean. Whether `fn` also returns auxiliary outputs,
+            passed back untouched. Defaults to `False`.
 
     Returns:
-        `(value, grads)`: a Python float and a list of numpy float64 arrays
-        (zeros for a parameter the value does not depend on).
+        `(value, grads)`, or `((value, aux), grads)` when `has_aux`: `value`
+        a Python float and `grads` a list of numpy float64 arrays (zeros for
+        a parameter the value does not depend on).
     """
     backend = _backend()
+    aux = None
     if backend == "jax":
         import jax
 
-        value, grads = jax.value_and_grad(fn)([np.asarray(p) for p in params])
+        params = [jax.numpy.asarray(p) for p in params]
+        result, grads = jax.value_and_grad(fn, has_aux=has_aux)(params)
+        value, aux = result if has_aux else (result, None)
     elif backend == "tensorflow":
         import tensorflow as tf
 
-        tensors = [tf.constant(p) for p in params]
+        tensors = [tf.convert_to_tensor(p) for p in params]
         with tf.GradientTape() as tape:
             tape.watch(tensors)
-            value = fn(tensors)
+            result = fn(tensors)
+        value, aux = result if has_aux else (result, None)
         grads = tape.gradient(value, tensors)
         grads = [
             tf.zeros_like(t) if g is None else tf.convert_to_tensor(g)
@@ -121,5 +131,8 @@ def value_and_grad(fn, params):
         ]
     else:
         raise _unsupported()
-    grads = [np.asarray(keras.ops.convert_to_numpy(g), dtype="float64") for g in grads]
-    return float(keras.ops.convert_to_numpy(value)), grads
+    grads = [
+        np.asarray(keras.ops.convert_to_numpy(g), dtype="float64") for g in grads
+    ]
+    value = float(keras.ops.convert_to_numpy(value))
+    return ((value, aux) if has_aux else value), grads

@@ -1,0 +1,540 @@
+"""`SnapshotCallback`: cyclic cosine rate + one snapshot per cycle.
+
+Design notes
+------------
+* **One mechanism for the rate.** `SnapshotCallback` is a
+  `ScheduleCallback(unit="step")` whose schedule is
+  `kerasreg.schedules.CyclicCosine(initial, total_steps, n_snapshots, min)`
+  shifted onto the steps of the current `fit` call: `total_steps =
+  epochs * steps_per_epoch` and the position `t` of a step is
+  `optimizer.iterations - offset`. The offset is derived at the first epoch
+  of each `fit` as `iterations - initial_epoch * steps_per_epoch`, from
+  state that `BackupAndRestore` restores (the optimizer's `iterations` and
+  the initial epoch), so a resumed run continues the schedule exactly.
+  Rates are set by `ScheduleCallback` (a cheap per-step write, even on jax).
+* **Snapshots at cycle ends only.** After each batch, a python integer
+  comparison against `CyclicCosine.cycle_end_steps` decides whether this
+  step ends a cycle; only then (n times per run) is the state synced
+  (`model.jax_state_sync()` on jax) and copied, so there is no per-step
+  variable traffic.
+* **Snapshots survive a resume.** They are kept in Keras variables or files,
+  never only in Python attributes: with `snapshot_dir`, one
+  `snapshot_<i>.weights.h5` per snapshot plus `snapshots.json` (the steps at
+  which they were taken and the model's config, enough to rebuild them in
+  another process); otherwise, in non-trainable variables (one copy of the
+  model's float variables per snapshot, a counter and the steps) that the
+  optimizer tracks while `fit` runs, as `WeightEMA` does, so that
+  `model.save_weights`, hence `BackupAndRestore`, saves them. At the first
+  epoch of a `fit`, snapshots taken at steps before its start position are
+  kept (a resumed run), the others dropped (a fresh run starts at 0).
+  `SnapshotEnsemble` gives the callback its own variables instead, so that
+  they are saved with the model.
+
+Known limits: with `steps_per_execution > 1` the batch hooks run once per
+execution, so a snapshot is taken at the end of the execution that contains
+the cycle end. `BackupAndRestore(save_freq=<int>)` restores a mid-epoch
+state but Keras restarts that epoch from its first batch; the schedule
+position is derived per epoch, so exact resumption needs epoch backups
+(the default `save_freq="epoch"`). Used alone, the callback detaches its
+variables from the optimizer at `on_train_end`; if `fit` is interrupted by
+an exception, Keras calls no `on_train_end` and they stay tracked (so a
+backup taken later includes them), as with `WeightEMA`.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+from keras import ops
+from keras.optimizers.schedules import LearningRateSchedule
+
+from kerasreg.callbacks.schedule import ScheduleCallback
+from kerasreg.schedules.cyclic_cosine import CyclicCosine
+
+MANIFEST = "snapshots.json"
+
+
+def _is_float(variable):
+    return "float" in str(variable.dtype)
+
+
+def snapshot_variables(model):
+    """The variables a snapshot copies: float model state, in a fixed order."""
+    return [
+        v
+        for v in model.trainable_variables + model.non_trainable_variables
+        if _is_float(v)
+    ]
+
+
+def rebuild(template):
+    """A new, uncompiled model with `template`'s architecture."""
+    try:
+        return keras.models.clone_model(template)
+    except Exception:  # subclassed models: go through their config
+        return keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(template)
+        )
+
+
+def model_with_values(template, values):
+    """A rebuilt `template` whose snapshot variables hold `values`."""
+    model = rebuild(template)
+    if not model.built:
+        model.build_from_config(template.get_build_config())
+    targets = snapshot_variables(model)
+    if len(targets) != len(values):
+        raise ValueError(
+            f"The snapshot has {len(values)} variables but the rebuilt model "
+            f"has {len(targets)}."
+        )
+    for variable, value in zip(targets, values):
+        variable.assign(value)
+    return model
+
+
+class VariableStore:
+    """Snapshots held in Keras variables: `slots[i][j]` is variable `j` of
+    snapshot `i`; `count` (int32 scalar) and `steps` (int32 vector) say how
+    many were taken and at which step positions."""
+
+    def __init__(self, slots, count, steps):
+        self.slots = slots
+        self.count_variable = count
+        self.steps_variable = steps
+
+    @classmethod
+    def create(cls, model, n, make_variable):
+        """`make_variable(shape, dtype, name)` creates each variable."""
+        targets = snapshot_variables(model)
+        slots = [
+            [
+                make_variable(v.shape, v.dtype, f"snapshot_{i}_{j}")
+                for j, v in enumerate(targets)
+            ]
+            for i in range(n)
+        ]
+        count = make_variable((), "int32", "snapshot_count")
+        steps = make_variable((n,), "int32", "snapshot_steps")
+        return cls(slots, count, steps)
+
+    def variables(self):
+        flat = [v for slot in self.slots for v in slot]
+        return flat + [self.count_variable, self.steps_variable]
+
+    @property
+    def count(self):
+        return int(ops.convert_to_numpy(self.count_variable))
+
+    @property
+    def steps(self):
+        return [int(s) for s in ops.convert_to_numpy(self.steps_variable)][
+            : self.count
+        ]
+
+    def truncate(self, start):
+        kept = sum(1 for s in self.steps if s < start)
+        self.count_variable.assign(kept)
+
+    def write(self, step, model):
+        index = self.count
+        for slot, variable in zip(self.slots[index], snapshot_variables(model)):
+            slot.assign(ops.convert_to_numpy(variable))
+        steps = np.array(ops.convert_to_numpy(self.steps_variable))
+        steps[index] = step
+        self.steps_variable.assign(steps)
+        self.count_variable.assign(index + 1)
+
+    def values(self, index):
+        return [ops.convert_to_numpy(v) for v in self.slots[index]]
+
+    def load(self, index, template):
+        return model_with_values(template, self.values(index))
+
+
+class FileStore:
+    """Snapshots written to `directory`: `snapshot_<i>.weights.h5` each, and
+    `snapshots.json` with the steps and the model's serialized config."""
+
+    def __init__(self, directory):
+        self.directory = os.fspath(directory)
+
+    def _manifest(self):
+        path = os.path.join(self.directory, MANIFEST)
+        if not os.path.exists(path):
+            return {"steps": [], "model": None}
+        with open(path) as f:
+            return json.load(f)
+
+    def _write_manifest(self, manifest):
+        os.makedirs(self.directory, exist_ok=True)
+        path = os.path.join(self.directory, MANIFEST)
+        with open(path + ".tmp", "w") as f:
+            json.dump(manifest, f)
+        os.replace(path + ".tmp", path)
+
+    def file(self, index):
+        return os.path.join(self.directory, f"snapshot_{index:03d}.weights.h5")
+
+    @property
+    def count(self):
+        return len(self._manifest()["steps"])
+
+    @property
+    def steps(self):
+        return list(self._manifest()["steps"])
+
+    def truncate(self, start):
+        manifest = self._manifest()
+        manifest["steps"] = [s for s in manifest["steps"] if s < start]
+        self._write_manifest(manifest)
+
+    def write(self, step, model):
+        manifest = self._manifest()
+        index = len(manifest["steps"])
+        model.save_weights(self.file(index))
+        if manifest.get("model") is None:
+            try:
+                manifest["model"] = keras.saving.serialize_keras_object(model)
+                json.dumps(manifest["model"])
+            except Exception:  # rebuilt from a live template instead
+                manifest["model"] = None
+        manifest["steps"].append(int(step))
+        self._write_manifest(manifest)
+
+    def load(self, index, template=None):
+        if template is None:
+            config = self._manifest().get("model")
+            if config is None:
+                raise ValueError(
+                    f"{self.directory} holds no model config to rebuild the "
+                    "snapshots from; pass the model."
+                )
+            model = keras.saving.deserialize_keras_object(config)
+        else:
+            model = rebuild(template)
+            if not model.built:
+                model.build_from_config(template.get_build_config())
+        model.load_weights(self.file(index))
+        return model
+
+
+class _Positioned(LearningRateSchedule):
+    """`cyclic(step - offset)`: the cyclic schedule over this fit's steps."""
+
+    def __init__(self):
+        self.cyclic = None
+        self.offset = 0
+
+    def __call__(self, step):
+        if isinstance(step, np.ndarray):
+            step = step - self.offset
+        else:
+            step = int(step) - self.offset
+        return self.cyclic(step)
+
+    def get_config(self):
+        return {}
+
+
+def check_arguments(n_snapshots, initial_learning_rate, min_learning_rate, keep):
+    """Validates the shared arguments; returns `(n_snapshots, keep)`."""
+    if (
+        isinstance(n_snapshots, bool)
+        or not isinstance(n_snapshots, (int, np.integer))
+        or n_snapshots < 1
+    ):
+        raise ValueError(
+            "Invalid value received for argument `n_snapshots`. Expected an "
+            f"integer >= 1. Received: n_snapshots={n_snapshots!r}"
+        )
+    # CyclicCosine checks the rates (with their own argument names).
+    CyclicCosine(
+        initial_learning_rate,
+        total_steps=int(n_snapshots),
+        n_cycles=int(n_snapshots),
+        min_learning_rate=min_learning_rate,
+    )
+    if keep is not None and (
+        isinstance(keep, bool)
+        or not isinstance(keep, (int, np.integer))
+        or not 1 <= keep <= n_snapshots
+    ):
+        raise ValueError(
+            "Invalid value received for argument `keep`. Expected None or an "
+            f"integer between 1 and n_snapshots={n_snapshots}. "
+            f"Received: keep={keep!r}"
+        )
+    return int(n_snapshots), None if keep is None else int(keep)
+
+
+class SnapshotCallback(ScheduleCallback):
+    """Cyclic cosine learning rate with a snapshot at the end of each cycle.
+
+    Snapshot ensembles (Huang et al. 2017, "Snapshot Ensembles: Train 1, get
+    M for free"; CS 182, lecture on ensembles): one training run with a
+    cyclic cosine learning rate visits `n_snapshots` local minima; a copy of
+    the model taken at the end of each cycle, where the rate is smallest,
+    gives `n_snapshots` ensemble members for the cost of one run.
+
+    The learning rate of step `t` of this `fit` call (counting from 0 over
+    `epochs * steps_per_epoch` steps) is
+    `kerasreg.schedules.CyclicCosine(initial_learning_rate, total_steps,
+    n_snapshots, min_learning_rate)(t)`, set per step as
+    `kerasreg.callbacks.ScheduleCallback` does (this is a subclass, and
+    `ReduceLROnPlateau` cuts compose with it the same way). A snapshot of the
+    model is taken after each step `t` in `CyclicCosine.cycle_end_steps`.
+    When `epochs * steps_per_epoch` is not a multiple of `n_snapshots`, the
+    cycle length is rounded up and the last cycle is shorter; `fit` refuses
+    a run where rounding leaves fewer cycle ends than `n_snapshots`, or that
+    has fewer steps than `n_snapshots`.
+
+    The snapshots survive an interruption: with
+    `keras.callbacks.BackupAndRestore` a resumed `fit` continues the same
+    schedule and keeps the snapshots already taken (they are saved with the
+    optimizer's state, or in `snapshot_dir`), so the result equals an
+    uninterrupted run. See the module notes for the details.
+
+    The optimizer must be created with a float learning rate (a schedule
+    object is refused, as by `ScheduleCallback`). The number of steps per
+    epoch must be known: pass `steps_per_epoch` for a dataset of unknown
+    length.
+
+    Args:
+        n_snapshots: Integer >= 1. Number of cycles and snapshots.
+        initial_learning_rate: Float > 0. Rate at the start of each cycle.
+            Defaults to `0.1`.
+        min_learning_rate: Float in `[0, initial_learning_rate)`. The floor
+            of the cosine. Defaults to `0.0`.
+        keep: Optional integer in `[1, n_snapshots]`: `snapshots` holds the
+            last `keep` snapshots. Defaults to `None` (all).
+        snapshot_dir: Optional path. If set, each snapshot is written there
+            as it is taken (`snapshot_<i>.weights.h5` and `snapshots.json`)
+            and loaded from there when asked for; otherwise they are held in
+            memory (Keras variables). Defaults to `None`.
+        verbose: Integer. 0: quiet, 1: print the rate at each epoch start
+            and a line per snapshot. Defaults to `0`.
+
+    Example:
+
+    ```python
+    import keras
+    import numpy as np
+    import kerasreg
+
+    x = np.random.rand(64, 4).astype("float32")
+    y = np.random.randint(0, 3, size=64)
+    model = keras.Sequential([
+        keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    snap = kerasreg.callbacks.SnapshotCallback(3, initial_learning_rate=0.1)
+    model.fit(x, y, epochs=6, batch_size=16, callbacks=[snap], verbose=0)
+    len(snap.snapshots)  # 3 models
+    snap.snapshot_steps  # [7, 15, 23]
+    ```
+    """
+
+    def __init__(
+        self,
+        n_snapshots,
+        initial_learning_rate=0.1,
+        min_learning_rate=0.0,
+        keep=None,
+        snapshot_dir=None,
+        verbose=0,
+    ):
+        n_snapshots, keep = check_arguments(
+            n_snapshots, initial_learning_rate, min_learning_rate, keep
+        )
+        super().__init__(_Positioned(), unit="step", verbose=verbose)
+        self.n_snapshots = n_snapshots
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.min_learning_rate = float(min_learning_rate)
+        self.keep = keep
+        self.snapshot_dir = (
+            None if snapshot_dir is None else os.fspath(snapshot_dir)
+        )
+        self._store = None if snapshot_dir is None else FileStore(snapshot_dir)
+        self._own_store = snapshot_dir is None  # created on the model
+        self._store_owner = None
+        self._attached_to = None
+        self._template = None
+        self._offset = None
+        self._ends = ()
+
+    def get_config(self):
+        return {
+            "n_snapshots": self.n_snapshots,
+            "initial_learning_rate": self.initial_learning_rate,
+            "min_learning_rate": self.min_learning_rate,
+            "keep": self.keep,
+            "snapshot_dir": self.snapshot_dir,
+            "verbose": self.verbose,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # ----------------------------------------------------------- the store
+
+    def _target(self):
+        """The model whose weights are snapshot (the trained model)."""
+        return self._model
+
+    def _attach(self):
+        """Own variable store: created once per model, tracked by the
+        optimizer while `fit` runs (so that `save_weights` stores it)."""
+        if not self._own_store:
+            return True
+        model = self._model
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is None or not model.built:
+            return False
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        if self._store_owner is not model:
+            self._detach()
+
+            def make(shape, dtype, name):
+                return keras.Variable(
+                    initializer="zeros", shape=shape, dtype=dtype,
+                    trainable=False, name=name,
+                )
+
+            self._store = VariableStore.create(model, self.n_snapshots, make)
+            self._store_owner = model
+        if self._attached_to is not optimizer:
+            self._detach()
+            tracked = {id(v) for v in optimizer.variables}
+            for variable in self._store.variables():
+                if id(variable) not in tracked:
+                    optimizer._track_variable(variable)
+            self._attached_to = optimizer
+        return True
+
+    def _detach(self):
+        if self._attached_to is not None:
+            for variable in self._store.variables():
+                self._attached_to._tracker.untrack(variable)
+            self._attached_to = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        # Before any on_train_begin, so that BackupAndRestore restores it.
+        self._attach()
+
+    # ------------------------------------------------------------- hooks
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if not self._attach():
+            raise ValueError(
+                "SnapshotCallback needs a compiled model; use it as a "
+                "`model.fit()` callback."
+            )
+        steps = (self.params or {}).get("steps")
+        epochs = (self.params or {}).get("epochs")
+        if not steps:
+            raise ValueError(
+                "SnapshotCallback needs the number of steps per epoch to lay "
+                "the cycles over this fit, but it is unknown (a dataset or "
+                "generator of unknown length). Pass `steps_per_epoch=` to "
+                "`fit`."
+            )
+        total = int(epochs) * int(steps)
+        if self.n_snapshots > total:
+            raise ValueError(
+                "Invalid value received for argument `n_snapshots`. Expected "
+                f"at most the number of training steps of this fit "
+                f"(epochs * steps_per_epoch = {epochs} * {steps} = {total}). "
+                f"Received: n_snapshots={self.n_snapshots}"
+            )
+        cyclic = CyclicCosine(
+            self.initial_learning_rate,
+            total,
+            self.n_snapshots,
+            self.min_learning_rate,
+        )
+        ends = cyclic.cycle_end_steps
+        if len(ends) < self.n_snapshots:
+            raise ValueError(
+                "Invalid value received for argument `n_snapshots`. With "
+                f"{total} training steps, cycles of ceil({total} / "
+                f"{self.n_snapshots}) = {cyclic.cycle_length} steps give only "
+                f"{len(ends)} cycle ends. Choose an n_snapshots that divides "
+                f"the number of steps, or train longer. Received: "
+                f"n_snapshots={self.n_snapshots}"
+            )
+        self.schedule.cyclic = cyclic
+        self._ends = frozenset(ends)
+        self._offset = None
+        self._steps_per_epoch = int(steps)
+        self._template = self._target()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._offset is None:
+            # First epoch of this fit: fresh (epoch 0) or resumed.
+            iterations = int(ops.convert_to_numpy(self._model.optimizer.iterations))
+            start = epoch * self._steps_per_epoch
+            self._offset = iterations - start
+            self.schedule.offset = self._offset
+            self._store.truncate(start)
+        super().on_epoch_begin(epoch, logs)
+        self._checked = self._step0 - self._offset - 1
+
+    def _update_scale(self, current, iterations, t_prev):
+        if self._last_written is None and t_prev - self._offset < 0:
+            self._scale = 1.0  # the first step of this fit's schedule
+            return
+        super()._update_scale(current, iterations, t_prev)
+
+    def on_train_batch_end(self, batch, logs=None):
+        position = self._step0 + batch - self._offset
+        for t in range(self._checked + 1, position + 1):
+            if t in self._ends:
+                self._take(t)
+        self._checked = position
+
+    def _take(self, t):
+        if keras.backend.backend() == "jax":
+            self._model.jax_state_sync()
+        if self._store.count >= self.n_snapshots:
+            return
+        self._store.write(t, self._target())
+        if self.verbose > 0:
+            keras.utils.io_utils.print_msg(
+                f"\nSnapshotCallback: snapshot {self._store.count} taken "
+                f"after step {t}."
+            )
+
+    def on_train_end(self, logs=None):
+        self._detach()
+
+    # ----------------------------------------------------------- results
+
+    def _kept_indices(self):
+        count = 0 if self._store is None else self._store.count
+        first = 0 if self.keep is None else max(0, count - self.keep)
+        return list(range(first, count))
+
+    @property
+    def snapshot_steps(self):
+        """Steps (0-based positions in the fit) after which the kept
+        snapshots were taken."""
+        if self._store is None:
+            return []
+        steps = self._store.steps
+        return [steps[i] for i in self._kept_indices()]
+
+    @property
+    def snapshots(self):
+        """The kept snapshots, oldest first, as new (uncompiled) models.
+
+        With `snapshot_dir`, each access loads them from disk.
+        """
+        template = self._template
+        if template is None and self._model is not None:
+            template = self._target()
+        return [self._store.load(i, template) for i in self._kept_indices()]
