@@ -11,16 +11,20 @@ Stages built so far:
 1. baseline MLP (Keras layers, Glorot init, constant learning rate);
 2. the same MLP with kerasreg He init, BatchNormalization and Dropout, and a
    `StepDecay` schedule applied per epoch by `ScheduleCallback`;
-3. stage 2 plus `WeightEMA`, scored with the EMA weights.
-
-Planned (added as functions to `STAGES` once their features land):
-SnapshotEnsemble (M=5) and its parameter-averaged model; CoarseToFine search
-of learning rate and L2 with the top-3 trials as an Ensemble (`needs_tune`).
+3. stage 2 plus `WeightEMA`, scored with the EMA weights;
+4. `SnapshotEnsemble` (M=5) of the stage-2 model (cyclic cosine rate), and
+   the single model with the snapshots' averaged parameters (BatchNorm
+   statistics re-estimated on the training inputs);
+5. (`needs_tune`, skipped by `--no-tune`) a short `CoarseToFine` search of
+   the learning rate and the L2 strength of the stage-2 model, the best
+   trial and the top-3 trials as an `Ensemble.from_tuner`.
 
 Files written to `out`: `results.json` (settings, one entry per result row,
 learning curves), `learning_curves.png` (training / validation loss and
-validation accuracy per epoch) and `schedules.png` (the learning rate of
-each stage against the epoch).
+validation accuracy per epoch), `schedules.png` (the learning rate of each
+stage against the training step) and, with tuning, `tuner.png` (the
+objective against each hyperparameter, `kerasreg.tuning.report`),
+`tuner.csv` (every trial) and the Keras Tuner folder `tuning/`.
 """
 
 import dataclasses
@@ -45,6 +49,9 @@ DROPOUT_RATE = 0.2
 # Stage 2's step schedule: the rate is multiplied by this every quarter of
 # the epochs.
 STEP_DROP_FACTOR = 0.3
+# Stage 4: snapshots (cycles of the cyclic cosine) and the rate at each restart.
+SNAPSHOTS = 5
+SNAPSHOT_LEARNING_RATE = 0.1
 # Stage 5: CoarseToFine ranges (log-uniform) and stages (see `tune_stages`).
 TUNE_LEARNING_RATE = (1e-3, 0.5)
 TUNE_L2 = (1e-6, 1e-2)
@@ -77,7 +84,7 @@ class Context:
     quick: bool
     tune: bool
     # Learning-rate schedules the stages used, by legend label (`callable(t)`,
-    # `t` = epoch); drawn together in `schedules.png`.
+    # `t` = training step); drawn together in `schedules.png`.
     schedules: dict = dataclasses.field(default_factory=dict)
     # Extra files a stage wrote to `out` (names relative to it).
     plots: list = dataclasses.field(default_factory=list)
@@ -211,9 +218,13 @@ def step_schedule(ctx):
     )
 
 
+def _steps_per_epoch(ctx):
+    return -(-len(ctx.x_train) // ctx.batch_size)
+
+
 def ema_decay(ctx):
     """EMA decay whose horizon `1 / (1 - decay)` is ~10% of the steps."""
-    steps = ctx.epochs * -(-len(ctx.x_train) // ctx.batch_size)
+    steps = ctx.epochs * _steps_per_epoch(ctx)
     return float(min(0.999, max(0.9, 1.0 - 10.0 / steps)))
 
 
@@ -231,7 +242,8 @@ def regularized(ctx):
 
     model = _compile(regularized_model(ctx))
     schedule = step_schedule(ctx)
-    ctx.schedules[schedule.name] = schedule
+    spe = _steps_per_epoch(ctx)
+    ctx.schedules[schedule.name] = lambda t: schedule(t // spe)
     history, seconds = _fit(model, ctx, callbacks=[ScheduleCallback(schedule)])
     return [
         _row(
@@ -269,6 +281,55 @@ def with_ema(ctx):
             history,
         )
     ]
+
+
+def snapshot(ctx):
+    """Stage 4: SnapshotEnsemble (M=5) of the stage-2 model, and its average.
+
+    One training run of the stage-2 model with a cyclic cosine rate (per
+    step, `SNAPSHOT_LEARNING_RATE` at the start of each of the
+    `SNAPSHOTS` cycles); the snapshots' mean probabilities, then the single
+    model whose parameters are their mean, with the BatchNormalization
+    statistics re-estimated on the training inputs.
+    """
+    import keras
+
+    from kerasreg.ensembles import SnapshotEnsemble
+    from kerasreg.schedules import CyclicCosine
+
+    steps = ctx.epochs * _steps_per_epoch(ctx)
+    n_snapshots = min(SNAPSHOTS, steps)
+    se = SnapshotEnsemble(
+        regularized_model(ctx),
+        n_snapshots=n_snapshots,
+        initial_learning_rate=SNAPSHOT_LEARNING_RATE,
+    )
+    se.compile(
+        optimizer=keras.optimizers.SGD(SNAPSHOT_LEARNING_RATE, momentum=MOMENTUM),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    ctx.schedules[f"cyclic cosine, {n_snapshots} snapshots (stage 4)"] = (
+        CyclicCosine(SNAPSHOT_LEARNING_RATE, steps, n_snapshots)
+    )
+    history, seconds = _fit(se, ctx)
+    ensemble_row = _row(
+        f"SnapshotEnsemble (M={n_snapshots})",
+        _predict(se, ctx.x_test),
+        ctx,
+        seconds,
+        history,
+    )
+    start = time.perf_counter()
+    averaged = se.averaged(ctx.x_train, batch_size=ctx.batch_size)
+    averaging_s = time.perf_counter() - start
+    averaged_row = _row(
+        "snapshot weights averaged, BN re-estimated",
+        _predict(averaged, ctx.x_test),
+        ctx,
+        seconds + averaging_s,
+    )
+    return [ensemble_row, averaged_row]
 
 
 def tune_stages(ctx):
@@ -382,6 +443,7 @@ STAGES = [
         regularized,
     ),
     Stage("+ WeightEMA (EMA weights evaluated)", with_ema),
+    Stage("SnapshotEnsemble (M=5) and its parameter-averaged model", snapshot),
     Stage(
         "CoarseToFine search of learning rate and L2, top-3 as an Ensemble",
         tuned,
@@ -481,14 +543,14 @@ class _Labeled:
 
 
 def _plot_schedules(ctx, path):
-    """The learning rate of every stage against the epoch, one figure."""
+    """The learning rate of every stage against the step, one figure."""
     from kerasreg.schedules import plot
 
     labeled = [
         _Labeled(label, fn) if getattr(fn, "name", None) != label else fn
         for label, fn in ctx.schedules.items()
     ]
-    plot(labeled, steps=ctx.epochs, path=path)
+    plot(labeled, steps=ctx.epochs * _steps_per_epoch(ctx), path=path)
 
 
 def run(
