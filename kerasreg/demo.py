@@ -6,7 +6,7 @@ runner prints one line per stage, then one aligned table (test accuracy, NLL,
 ECE, training time), and writes `results.json` (and plots, when matplotlib is
 installed) to the output folder.
 
-Stages built so far:
+Stages:
 
 1. baseline MLP (Keras layers, Glorot init, constant learning rate);
 2. the same MLP with kerasreg He init, BatchNormalization and Dropout, and a
