@@ -92,7 +92,7 @@ def main():
     name = model_data["name"]
     features = x.shape[1]
     os.makedirs(args.out, exist_ok=True)
-    epochs = 8 if args.quick else 40
+    epochs = 6 if args.quick else 40
 
     print(f"\n== 1. weight init, 5 x 100 ReLU, SGD({LEARNING_RATE[name]}), "
           f"{len(x)} {name} examples ==")
@@ -138,7 +138,7 @@ def main():
         print(f"  {std:9.4g}  {accs[0]:16.3f}  {accs[1]:8.3f}")
 
     n_small = 300
-    epochs_small = 60 if args.quick else 300
+    epochs_small = 40 if args.quick else 300
     print(f"\n== 3. dropout vs overfitting: 7-layer net, {n_small} examples, "
           f"{epochs_small} epochs ==")
     for rate in (0.0, 0.2):

@@ -29,6 +29,7 @@ objective against each hyperparameter, `kerasreg.tuning.report`),
 
 import dataclasses
 import json
+import logging
 import os
 import time
 import warnings
@@ -590,6 +591,10 @@ def run(
             f"positive integer. Received: epochs={epochs!r}"
         )
     stages = STAGES if stages is None else stages
+    # TensorFlow warns when many models' predict functions are traced (the
+    # ensembles' members): expected here, and it would break the progress
+    # lines. (A logger name: this imports nothing.)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     start = time.perf_counter()
     ctx = _context(dataset, epochs, out, quick, seed, tune)
     os.makedirs(out, exist_ok=True)
