@@ -16,8 +16,7 @@ Deep Learning from Scratch ("the fish book"), chapter 6, on small data
    dropout narrows it.
 Writes `init_loss.png` (experiment 1) to --out.
 
-Run: python examples/dropout_batchnorm_init.py [--quick] [--out DIR]
-                                               [--dataset digits|fashion_mnist]
+Run: python examples/dropout_batchnorm_init.py [--quick] [--out DIR] [--dataset D]
 """
 
 import argparse
@@ -51,7 +50,7 @@ def load(name, quick):
 
 
 def net(features, init, depth=5, bn=False, dropout=0.0, seed=0):
-    """`depth` hidden Dense(100) -> [BN] -> ReLU -> [Dropout] blocks, softmax out."""
+    """`depth` Dense(100) -> [BN] -> ReLU -> [Dropout] blocks; Glorot softmax out."""
     keras.utils.set_random_seed(seed)
     layers = [keras.Input((features,))]
     for _ in range(depth):
@@ -61,7 +60,6 @@ def net(features, init, depth=5, bn=False, dropout=0.0, seed=0):
         layers.append(keras.layers.Activation("relu"))
         if dropout:
             layers.append(kerasreg.Dropout(dropout))
-    # The output layer keeps Keras' default (Glorot) init in every experiment.
     layers.append(keras.layers.Dense(10, activation="softmax"))
     model = keras.Sequential(layers)
     model.compile(keras.optimizers.SGD(LEARNING_RATE[model_data["name"]]),
@@ -109,12 +107,10 @@ def main():
         print(f"  {label:<9} training loss at epochs 1, {epochs // 2 + 1}, "
               f"{epochs}: " + "  ".join(f"{v:9.4g}" for v in shown))
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
         for label, c in curves.items():
             ax.plot(np.arange(1, epochs + 1), np.minimum(c, 10), label=label)
         ax.set(xlabel="epoch", ylabel="training loss (clipped at 10)",
@@ -129,12 +125,11 @@ def main():
     stds = [1.0, 0.1] if args.quick else list(np.logspace(0, -3, 7))
     print(f"  {'init std':>9}  {'train acc, no BN':>16}  {'with BN':>8}")
     for std in stds:
-        accs = [
-            accuracy(fit_model, x, y)
-            for fit_model in (
-                _trained(features, std, bn, x, y, epochs) for bn in (False, True)
-            )
-        ]
+        accs = []
+        for bn in (False, True):
+            model = net(features, lambda: kerasreg.ScaledNormal(float(std)), bn=bn)
+            fit(model, x, y, epochs)
+            accs.append(accuracy(model, x, y))
         print(f"  {std:9.4g}  {accs[0]:16.3f}  {accs[1]:8.3f}")
 
     n_small = 300
@@ -148,12 +143,6 @@ def main():
         test_acc = accuracy(model, xt, yt)
         print(f"  dropout {rate:.1f}: train acc {train_acc:.3f}  test acc "
               f"{test_acc:.3f}  gap {train_acc - test_acc:.3f}")
-
-
-def _trained(features, std, bn, x, y, epochs):
-    model = net(features, lambda: kerasreg.ScaledNormal(float(std)), bn=bn)
-    fit(model, x, y, epochs)
-    return model
 
 
 if __name__ == "__main__":
