@@ -59,7 +59,8 @@ Train and compare, on the same data split and the same epoch budget:
   2. the same with kerasreg Dropout + BatchNormalization + He init + a step
      schedule;
   3. + WeightEMA (EMA weights evaluated);
-  4. SnapshotEnsemble (M=5) and its parameter-averaged model;
+  4. SnapshotEnsemble (M=5) and its parameter-averaged model (BatchNorm
+     re-estimated);
   5. a short CoarseToFine search of learning rate and L2 (skipped with
      --no-tune) and the top-3 trials as an Ensemble.
 Prints one line per stage and a table (test accuracy, NLL, ECE, training

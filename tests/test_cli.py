@@ -3,6 +3,7 @@ import math
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -115,6 +116,7 @@ def test_unwritable_out_is_one_line(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and err[0].startswith("kerasreg demo: error:")
 
 
+@pytest.mark.slow
 def test_demo_quick_writes_results_json(tmp_path, capsys):
     out = tmp_path / "demo"
     assert cli.main(["demo", "--quick", "--no-tune", "--out", str(out)]) == 0
@@ -123,15 +125,98 @@ def test_demo_quick_writes_results_json(tmp_path, capsys):
     assert report["epochs"] == demo.QUICK_EPOCHS
     assert report["quick"] is True and report["tune"] is False
     assert report["sizes"] == {"train": 1295, "val": 143, "test": 359}
-    (row,) = report["results"]
-    assert row["method"] == "baseline MLP"
-    # Two epochs of SGD on digits beat chance (0.1) by far.
-    assert 0.5 < row["test_accuracy"] <= 1.0
-    assert row["nll"] > 0 and 0 <= row["ece"] <= 1
-    assert len(report["histories"]["baseline MLP"]["val_loss"]) == 2
+    methods = [r["method"] for r in report["results"]]
+    assert methods == [
+        "baseline MLP",
+        "+ Dropout, BN, He, step LR",
+        "+ WeightEMA (EMA weights)",
+        "SnapshotEnsemble (M=5)",
+        "snapshot weights averaged, BN re-estimated",
+    ]
+    for row in report["results"]:
+        # Two epochs of SGD on digits beat chance (0.1) by far.
+        assert 0.5 < row["test_accuracy"] <= 1.0, row
+        assert row["nll"] > 0 and 0 <= row["ece"] <= 1
+        if row["method"] != methods[-1]:  # the average has no curves
+            assert len(report["histories"][row["method"]]["val_loss"]) == 2
+    for name in ("results.json", "learning_curves.png", "schedules.png"):
+        assert (out / name).stat().st_size > 0, name
     stdout = capsys.readouterr().out
-    assert "[1/1] baseline MLP" in stdout
-    assert f"{row['test_accuracy']:.4f}" in stdout
+    assert f"[1/{len(demo.STAGES)}] baseline MLP" in stdout
+    assert "CoarseToFine search of learning rate and L2, top-3 as an " \
+        "Ensemble: skipped (--no-tune)" in stdout
+    assert f"{report['results'][0]['test_accuracy']:.4f}" in stdout
+
+
+@pytest.mark.slow
+def test_tuning_stage(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("keras_tuner")
+    monkeypatch.setattr(demo, "QUICK_MAX_TRAIN", 400)
+    (stage,) = [s for s in demo.STAGES if s.needs_tune]
+    report = demo.run("digits", epochs=1, out=str(tmp_path), quick=True,
+                      stages=[stage])
+    best, ensemble = report["results"]
+    assert best["method"] == "CoarseToFine best trial"
+    assert ensemble["method"] == "CoarseToFine top-3 Ensemble"
+    settings = best["tuning"]
+    # 4 coarse trials of 1 epoch, then the top 3 trained for the budget.
+    assert settings["stages"] == [[4, 1], [3, 1]]
+    assert settings["trials"] == 7
+    low, high = demo.TUNE_LEARNING_RATE
+    assert low <= settings["learning_rate"] <= high
+    low, high = demo.TUNE_L2
+    assert low <= settings["l2"] <= high
+    csv_lines = (tmp_path / "tuner.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + 7  # header + one row per trial
+    assert (tmp_path / "tuner.png").stat().st_size > 0
+    assert "Best-1 (val_accuracy:" in capsys.readouterr().out
+
+
+def test_row_uses_kerasreg_metrics(tmp_path):
+    """`_row` scores the test set: accuracy, NLL and ECE by hand."""
+    y = np.array([0, 1, 1])
+    ctx = types.SimpleNamespace(y_test=y)
+    # Confidences 0.9 (right), 0.9 (wrong), 0.7 (right), 15 bins:
+    # (0.8667, 0.9333]: accuracy 0.5, confidence 0.9, weight 2/3;
+    # (0.6667, 0.7333]: accuracy 1.0, confidence 0.7, weight 1/3.
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7]])
+    row = demo._row("m", probs, ctx, 2.0)
+    assert row["test_accuracy"] == pytest.approx(2 / 3)
+    assert row["nll"] == pytest.approx(
+        -(math.log(0.9) + math.log(0.1) + math.log(0.7)) / 3
+    )
+    assert row["ece"] == pytest.approx(2 / 3 * 0.4 + 1 / 3 * 0.3)
+
+
+def test_stage_settings_follow_the_budget():
+    ctx = types.SimpleNamespace(epochs=30, x_train=np.zeros((1295, 1)),
+                                batch_size=64)
+    schedule = demo.step_schedule(ctx)
+    # drop every ceil(30 / 4) = 8 epochs by STEP_DROP_FACTOR.
+    rates = [float(schedule(t)) for t in (0, 7, 8, 16, 29)]
+    f = demo.STEP_DROP_FACTOR
+    expected = [demo.LEARNING_RATE * f**k for k in (0, 0, 1, 2, 3)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+    # 30 epochs of ceil(1295 / 64) = 21 steps: horizon 10% of 630 steps.
+    assert demo.ema_decay(ctx) == pytest.approx(1 - 10 / 630)
+    ctx.epochs = 1
+    assert demo.ema_decay(ctx) == 0.9  # clipped: horizon of 10 steps at least
+
+
+def test_regularized_model_uses_kerasreg_layers():
+    import kerasreg
+
+    ctx = types.SimpleNamespace(x_train=np.zeros((4, 8, 8, 1)), num_classes=10,
+                                seed=0)
+    model = demo.regularized_model(ctx)
+    kinds = [type(layer) for layer in model.layers]
+    assert kinds.count(kerasreg.BatchNormalization) == len(demo.HIDDEN_UNITS)
+    assert kinds.count(kerasreg.Dropout) == len(demo.HIDDEN_UNITS)
+    dense = [layer for layer in model.layers if layer.name.startswith("dense")]
+    assert isinstance(dense[0].kernel_initializer, kerasreg.HeNormal)
+    # He normal (untruncated): std sqrt(2 / fan_in) = sqrt(2 / 64).
+    std = float(np.std(np.asarray(dense[0].kernel)))
+    assert std == pytest.approx(np.sqrt(2 / 64), rel=0.05)
 
 
 def test_runner_with_custom_stages(tmp_path, capsys):
@@ -169,24 +254,6 @@ def test_runner_with_custom_stages(tmp_path, capsys):
 def test_run_rejects_bad_epochs(tmp_path):
     with pytest.raises(ValueError, match="argument `epochs`"):
         demo.run("digits", epochs=0, out=str(tmp_path), stages=[])
-
-
-def test_nll_and_ece_hand_cases():
-    probs = np.array([[0.5, 0.5], [0.9, 0.1]])
-    assert demo._nll(probs, np.array([0, 0])) == pytest.approx(
-        -(math.log(0.5) + math.log(0.9)) / 2
-    )
-    # Confidences 0.9 (right), 0.9 (wrong), 0.7 (right), 10 bins:
-    # bin (0.8, 0.9]: accuracy 0.5, confidence 0.9, weight 2/3;
-    # bin (0.6, 0.7]: accuracy 1.0, confidence 0.7, weight 1/3.
-    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7]])
-    y = np.array([0, 1, 1])
-    expected = 2 / 3 * abs(0.5 - 0.9) + 1 / 3 * abs(1.0 - 0.7)
-    assert demo._ece(probs, y, num_bins=10) == pytest.approx(expected)
-    assert demo._accuracy(probs, y) == pytest.approx(2 / 3)
-    # Perfectly calibrated: confidence 0.75 and 3 of 4 right.
-    probs = np.array([[0.75, 0.25]] * 4)
-    assert demo._ece(probs, np.array([0, 0, 0, 1])) == pytest.approx(0.0)
 
 
 def test_format_table_is_aligned():
