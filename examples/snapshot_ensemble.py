@@ -13,7 +13,7 @@ epochs, trained three ways on Fashion-MNIST (--quick: scikit-learn digits):
 Prints test accuracy and NLL as a table and writes it as JSON to --out.
 
 Run: python examples/snapshot_ensemble.py [--quick] [--dataset fashion_mnist]
-         [--epochs 20] [--out snapshot_out]
+         [--epochs 20] [--model {mlp,cnn}] [--out snapshot_out]
 """
 
 import argparse
@@ -28,13 +28,20 @@ import kerasreg
 from kerasreg import metrics
 
 
-def build(input_shape, classes, width):
+def build(input_shape, classes, width, kind="mlp"):
+    """An MLP (Dense + BatchNorm) or a small CNN (two Conv + BatchNorm blocks)."""
+    if kind == "cnn":
+        body = [keras.layers.Conv2D(32, 3, use_bias=False),
+                keras.layers.BatchNormalization(), keras.layers.ReLU(),
+                keras.layers.MaxPooling2D(),
+                keras.layers.Conv2D(64, 3, use_bias=False),
+                keras.layers.BatchNormalization(), keras.layers.ReLU(),
+                keras.layers.MaxPooling2D(), keras.layers.Flatten()]
+    else:
+        body = [keras.layers.Flatten(), keras.layers.Dense(width, use_bias=False),
+                keras.layers.BatchNormalization(), keras.layers.ReLU()]
     return keras.Sequential([
-        keras.Input(input_shape),
-        keras.layers.Flatten(),
-        keras.layers.Dense(width, use_bias=False),
-        keras.layers.BatchNormalization(),
-        keras.layers.ReLU(),
+        keras.Input(input_shape), *body,
         keras.layers.Dense(width // 2, activation="relu"),
         keras.layers.Dense(classes, activation="softmax"),
     ])
@@ -59,6 +66,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="snapshot_out")
     args = parser.parse_args()
@@ -72,10 +80,10 @@ def main():
           f"{steps} steps, backend {keras.backend.backend()}")
 
     keras.utils.set_random_seed(args.seed)
-    initial = build(x.shape[1:], classes, args.width).get_weights()
+    initial = build(x.shape[1:], classes, args.width, args.model).get_weights()
 
     def fresh():
-        model = build(x.shape[1:], classes, args.width)
+        model = build(x.shape[1:], classes, args.width, args.model)
         model.set_weights(initial)
         return model
 
@@ -130,6 +138,7 @@ def main():
         json.dump({"dataset": dataset, "epochs": epochs, "steps_per_epoch": steps,
                    "batch_size": args.batch_size, "learning_rate": args.lr,
                    "n_snapshots": args.snapshots, "width": args.width,
+                   "model": args.model,
                    "backend": keras.backend.backend(), "fit_seconds": seconds,
                    "results": results}, f, indent=2)
     print(f"wrote {path}")
