@@ -495,8 +495,9 @@ class CoarseToFine(keras_tuner.Tuner):
     the chief's oracle).
 
     `StopOnDivergence` is added to every trial by default: a trial whose loss
-    goes NaN/Inf or above `max_factor` times its first loss ends as `FAILED`
-    with the reason in `trial.message`, and the search goes on. Diverged
+    goes NaN/Inf or above `max_factor` times its loss at the end of the
+    warm-up ends as `FAILED` with the reason in `trial.message`, and the
+    search goes on. Diverged
     trials do not count towards `max_consecutive_failed_trials` (default 3,
     kept for real crashes such as a bug in the model-building function), so a
     coarse stage in which many learning rates blow up still runs all its
