@@ -12,7 +12,9 @@
    (Keras Tuner's score of a trial is its best epoch's value).
    Coarse-to-fine: `CoarseToFine` with the same N trials split in stages
    of 60% / 25% / 15% of the trials at E/10, E/4 and E epochs (all trials
-   run: 0.27 x N x E epochs), top_k=3, margin 0.25, `StopOnDivergence` on.
+   run: 0.27 x N x E epochs), top_k=3, margin 0.25, `StopOnDivergence` on;
+   the first trial of stages 2 and 3 re-trains the previous stage's best
+   configuration for the longer epochs, the rest sample the narrowed ranges.
    Figure: the epochs `CoarseToFine` has scheduled (trial order, every
    trial counted at its full stage epochs, diverged ones too, so an upper
    bound) up to and including its first trial whose score is

@@ -172,6 +172,53 @@ def test_resume_continues_in_the_right_stage(tmp_path):
     )
 
 
+def _hp_values(trial):
+    return {
+        k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")
+    }
+
+
+def test_best_of_each_stage_is_carried_into_the_next(tmp_path):
+    tuner = make_tuner(tmp_path)
+    tuner.search(verbose=0)
+    for stage, epochs in [(1, 2), (2, 4)]:
+        previous = trials_of(tuner, stage - 1)
+        # Best of the previous stage by the closed-form score, found here
+        # independently of the oracle's ranking.
+        best = max(previous, key=lambda t: toy_score(t.hyperparameters.values, stage))
+        first = min(trials_of(tuner, stage), key=lambda t: int(t.trial_id))
+        assert _hp_values(first) == _hp_values(best)
+        assert first.hyperparameters.values["tuner/epochs"] == epochs
+        assert first.hyperparameters.values["tuner/carried_from"] == best.trial_id
+        assert first.trial_id != best.trial_id  # a new trial, trained longer
+        # The other trials of the stage are fresh random draws.
+        others = [t for t in trials_of(tuner, stage) if t is not first]
+        assert all("tuner/carried_from" not in t.hyperparameters.values for t in others)
+        assert all(_hp_values(t) != _hp_values(best) for t in others)
+    assert not any("tuner/carried_from" in t.hyperparameters.values for t in trials_of(tuner, 0))
+
+
+def test_resume_when_interrupted_on_the_carried_trial(tmp_path):
+    reference = make_tuner(tmp_path / "ref")
+    reference.search(verbose=0)
+    first = make_tuner(tmp_path / "run", fail_at=20)  # trial 20: the carried one
+    with pytest.raises(keras_tuner.errors.FatalError):
+        first.search(verbose=0)
+    resumed = make_tuner(tmp_path / "run", overwrite=False)
+    resumed.search(verbose=0)
+    assert not {tid for tid, _ in resumed.calls} & {tid for tid, _ in first.calls}
+    assert len(resumed.calls) + len(first.calls) == 36
+    for tid, trial in reference.oracle.trials.items():
+        again = resumed.oracle.trials[tid]
+        assert again.hyperparameters.values == trial.hyperparameters.values
+        assert again.status == "COMPLETED"
+    # Carried once per later stage, no more.
+    carried = [
+        t for t in resumed.oracle.trials.values() if "tuner/carried_from" in t.hyperparameters.values
+    ]
+    assert sorted(int(t.trial_id) for t in carried) == [20, 30]
+
+
 def test_resume_with_other_stages_is_refused(tmp_path):
     make_tuner(tmp_path, stages=((3, 1), (2, 2))).search(verbose=0)
     with pytest.raises(ValueError, match="argument `stages`"):

@@ -141,4 +141,6 @@ def test_chief_and_two_workers_finish(tmp_path):
     stage0 = sorted((t for t in trials.values() if t[1] == 0), key=lambda t: t[3])
     assert all(lo <= t[2] <= hi for t in stage0[:2])
     assert all(lo <= t[2] <= hi for t in trials.values() if t[1] == 1)
+    # The chief carried stage 0's best into stage 1 as its first trial.
+    assert trials["4"][1] == 1 and trials["4"][2] == stage0[0][2]
     assert trials[chief["best"]][1] == 1

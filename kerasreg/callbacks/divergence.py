@@ -17,25 +17,37 @@ class StopOnDivergence(keras.callbacks.Callback):
     the training loss after every batch and sets `model.stop_training` when
 
     - the loss is NaN or infinite (checked from the first batch on), or
-    - after `warmup_steps` batches, the loss exceeds `max_factor` times the
-      first recorded loss (the loss of the first batch of the run).
+    - the loss exceeds `max_factor` times the reference loss: the first loss
+      recorded after the warm-up, i.e. the loss logged at the end of batch
+      number `max(warmup_steps, 1)` of the run (batches counted from 1 over
+      all epochs of the `fit` call). Only later batches are tested against
+      it.
 
-    The reason is kept in `stopped_reason` (`None` while training is sound)
-    and the batch count in `stopped_step`. Inside `kerasreg.CoarseToFine`
-    the trial then ends as failed with that reason, and the search goes on.
+    The loss read is `logs["loss"]`, which in Keras 3 is the running mean of
+    the per-batch losses since the start of the current epoch (the loss
+    tracker is reset at each epoch), not the last batch's loss. The
+    reference is therefore the mean of the first `warmup_steps` batch losses
+    when they lie in one epoch, far less noisy with small batches than the
+    first batch's loss alone (one lucky first batch made a sound run look
+    diverged). With `warmup_steps=0` the reference is the first batch's
+    loss.
 
-    The check reads `logs["loss"]` (the running mean of the epoch, as
-    `keras.callbacks.TerminateOnNaN` does); it touches no model variables, so
-    on the jax backend it needs no state sync. The state (first loss, step
-    count) is per `fit` call and is reset in `on_train_begin`.
+    The reason is kept in `stopped_reason` (`None` while training is sound),
+    the batch count in `stopped_step` and the reference in `reference_loss`.
+    Inside `kerasreg.CoarseToFine` the trial then ends as failed with that
+    reason, and the search goes on.
+
+    The check touches no model variables (as `keras.callbacks.TerminateOnNaN`
+    it only reads the logs), so on the jax backend it needs no state sync.
+    The state (reference loss, step count) is per `fit` call and is reset in
+    `on_train_begin`.
 
     Args:
         max_factor: Float greater than 1. The run is stopped when the loss
-            exceeds `max_factor` times the first recorded loss. Defaults to
-            `4.0`.
-        warmup_steps: Integer >= 0. Number of batches before the
-            `max_factor` test starts (NaN/Inf are always caught). Defaults to
-            `10`.
+            exceeds `max_factor` times the reference loss. Defaults to `4.0`.
+        warmup_steps: Integer >= 0. The reference is the loss logged at
+            batch `max(warmup_steps, 1)`; the `max_factor` test starts at the
+            next batch (NaN/Inf are always caught). Defaults to `10`.
 
     Example:
 
@@ -81,7 +93,7 @@ class StopOnDivergence(keras.callbacks.Callback):
         self._reset()
 
     def _reset(self):
-        self.first_loss = None
+        self.reference_loss = None
         self.steps = 0
         self.stopped_reason = None
         self.stopped_step = None
@@ -100,15 +112,15 @@ class StopOnDivergence(keras.callbacks.Callback):
         if not math.isfinite(loss):
             self._stop(f"loss is {loss} at step {self.steps}")
             return
-        if self.first_loss is None:
-            self.first_loss = loss
+        if self.reference_loss is None:
+            if self.steps >= max(self.warmup_steps, 1):
+                self.reference_loss = loss
             return
-        if self.steps > self.warmup_steps and loss > self.max_factor * abs(
-            self.first_loss
-        ):
+        if loss > self.max_factor * abs(self.reference_loss):
             self._stop(
-                f"loss {loss:.4g} > {self.max_factor:g} x first loss "
-                f"{self.first_loss:.4g} at step {self.steps}"
+                f"loss {loss:.4g} > {self.max_factor:g} x reference loss "
+                f"{self.reference_loss:.4g} (step "
+                f"{max(self.warmup_steps, 1)}) at step {self.steps}"
             )
 
     def _stop(self, reason):

@@ -21,6 +21,7 @@ TrialStatus = trial_module.TrialStatus
 STAGE_KEY = "tuner/stage"
 EPOCHS_KEY = "tuner/epochs"
 DIVERGED_KEY = "tuner/diverged"
+CARRIED_KEY = "tuner/carried_from"
 DIVERGED_PREFIX = "Diverged: "
 
 _NUMERIC = (hp_module.Float, hp_module.Int)
@@ -82,14 +83,21 @@ def trial_stage(trial):
 class CoarseToFineOracle(keras_tuner.Oracle):
     """Oracle of a coarse-to-fine random search in stages.
 
-    Stage `i` samples `stages[i][0]` random trials, each to be trained for
+    Stage `i` runs `stages[i][0]` trials, each to be trained for
     `stages[i][1]` epochs (sent to the tuner as the trial value
     `"tuner/epochs"`, as `Hyperband` does). When every trial of a stage has
     ended, each hyperparameter's range is narrowed to the span of the `top_k`
     best completed trials of that stage, widened by `margin` times the span
     (in log10 space for log-sampled ones) and clipped to the original range;
-    choices keep the values seen in the top-k. The next stage samples in the
-    narrowed ranges. Stage index, ranges and the trials of each stage are
+    choices keep the values seen in the top-k. The best of each stage is
+    carried into the next and trained longer: the first trial of stage
+    `i > 0` has exactly the hyperparameter values of the best completed
+    trial of stage `i - 1` (its trial id recorded as the trial value
+    `"tuner/carried_from"`) with stage `i`'s epochs, as successive halving
+    and Hyperband promote their best; it is a new trial, trained from
+    scratch. The stage's other trials are random draws in the narrowed
+    ranges (a stage whose predecessor completed no trial has only those).
+    Stage index, ranges and the trials of each stage are
     part of the oracle state, so a resumed search (`overwrite=False`) goes on
     in the right stage, and in distributed mode only the chief's oracle
     decides when a stage ends (workers asking meanwhile get `IDLE`).
@@ -183,10 +191,8 @@ class CoarseToFineOracle(keras_tuner.Oracle):
             return [self._original_ranges()]
         return copy.deepcopy(self._ranges)
 
-    def _narrow(self, stage):
-        """Ranges for stage `stage + 1` from the top-k of `stage`."""
-        previous = self._ranges[stage]
-        original = self._original_ranges()
+    def _ranked(self, stage):
+        """Completed trials of `stage` with a score, best first."""
         completed = [
             self.trials[tid]
             for tid in self.stage_trials[stage]
@@ -194,8 +200,29 @@ class CoarseToFineOracle(keras_tuner.Oracle):
             and self.trials[tid].score is not None
         ]
         reverse = self.objective.direction == "max"
+        # Stable sort: among equal scores the earliest trial wins.
         completed.sort(key=lambda t: t.score, reverse=reverse)
-        top = completed[: self.top_k]
+        return completed
+
+    def _carried_values(self, stage):
+        """Values of the best completed trial of `stage`, or None."""
+        ranked = self._ranked(stage)
+        if not ranked:
+            return None
+        best = ranked[0]
+        values = {
+            name: value
+            for name, value in best.hyperparameters.values.items()
+            if not name.startswith("tuner/")
+        }
+        values[CARRIED_KEY] = best.trial_id
+        return values
+
+    def _narrow(self, stage):
+        """Ranges for stage `stage + 1` from the top-k of `stage`."""
+        previous = self._ranges[stage]
+        original = self._original_ranges()
+        top = self._ranked(stage)[: self.top_k]
         ranges = {}
         for hp in self.hyperparameters.space:
             name = hp.name
@@ -363,7 +390,13 @@ class CoarseToFineOracle(keras_tuner.Oracle):
                 f"{self.stages[self.stage][1]} epochs), ranges: "
                 + self._format_ranges(ranges)
             )
-        values = self._sample_values(self._ranges[self.stage])
+        values = None
+        if self.stage > 0 and not self.stage_trials[self.stage]:
+            # Promote the previous stage's best (as successive halving does):
+            # the first trial of a later stage re-trains it for longer.
+            values = self._carried_values(self.stage - 1)
+        if values is None:
+            values = self._sample_values(self._ranges[self.stage])
         values[STAGE_KEY] = self.stage
         values[EPOCHS_KEY] = epochs
         self.stage_trials[self.stage].append(trial_id)
@@ -443,12 +476,16 @@ class CoarseToFine(keras_tuner.Tuner):
     The tuning lectures (cs231n, deeplearning.ai): search in stages, first a
     wide range with very short training (many settings do not learn or blow
     up at once), then narrow the ranges around the best results and train
-    longer, then again. Stage `i` runs `stages[i][0]` random trials, each
+    longer, then again. Stage `i` runs `stages[i][0]` trials, each
     trained for `stages[i][1]` epochs. After each stage every numeric range
     is narrowed to the span of the stage's `top_k` best trials, widened by
     `margin` of that span (in log space for log-sampled ones) and clipped to
     the original range; choices keep the values seen in the top-k. The ranges
-    are printed, and listed per stage in `tuner.stage_ranges`.
+    are printed, and listed per stage in `tuner.stage_ranges`. The best of
+    each stage is carried into the next and trained longer: the first trial
+    of every later stage re-runs the previous stage's best configuration
+    with the new stage's epochs (as successive halving and Hyperband promote
+    their best), the rest of the stage samples the narrowed ranges.
 
     A real Keras Tuner tuner (`CoarseToFineOracle` decides, this class runs
     the trials), so it inherits resume (`overwrite=False` continues in the
@@ -458,8 +495,9 @@ class CoarseToFine(keras_tuner.Tuner):
     the chief's oracle).
 
     `StopOnDivergence` is added to every trial by default: a trial whose loss
-    goes NaN/Inf or above `max_factor` times its first loss ends as `FAILED`
-    with the reason in `trial.message`, and the search goes on. Diverged
+    goes NaN/Inf or above `max_factor` times its loss at the end of the
+    warm-up ends as `FAILED` with the reason in `trial.message`, and the
+    search goes on. Diverged
     trials do not count towards `max_consecutive_failed_trials` (default 3,
     kept for real crashes such as a bug in the model-building function), so a
     coarse stage in which many learning rates blow up still runs all its
