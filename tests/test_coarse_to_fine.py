@@ -319,3 +319,10 @@ def test_crashes_still_count_as_failures(tmp_path):
     )
     with pytest.raises(RuntimeError, match="consecutive failures"):
         tuner.search(np.zeros((4, 1)), np.zeros((4, 1)), verbose=0)
+
+
+def test_seed_zero_is_a_real_seed(tmp_path):
+    from kerasreg.tuning.coarse_to_fine import CoarseToFineOracle
+
+    oracle = CoarseToFineOracle("val_loss", stages=((2, 1),), seed=0)
+    assert oracle.seed == 0

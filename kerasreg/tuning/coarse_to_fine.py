@@ -155,6 +155,10 @@ class CoarseToFineOracle(keras_tuner.Oracle):
             max_retries_per_trial=max_retries_per_trial,
             max_consecutive_failed_trials=max_consecutive_failed_trials,
         )
+        if seed is not None:
+            # Keras Tuner's Oracle takes `seed or random.randint(...)`, so
+            # seed=0 would give an unseeded search.
+            self.seed = self._seed_state = int(seed)
         self.stages = stages
         self.top_k = top_k
         self.margin = float(margin)
