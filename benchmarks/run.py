@@ -29,7 +29,8 @@ def _machine():
     except Exception:
         devices = {"cpu"}
     gpu = "gpu" if devices - {"cpu"} else "cpu"
-    return f"{platform.machine()} {os.cpu_count()} cores {gpu}"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{platform.machine()} {os.cpu_count()} cores {gpu}, load {load:.1f}"
 
 
 def _write_markdown(results):
@@ -38,6 +39,9 @@ def _write_markdown(results):
         "",
         "Written by `python benchmarks/run.py` (`make bench`). Ratios are measured",
         "in one process against the Keras built-in or a hand-written equivalent.",
+        "The machine column gives the load average when the run started: figures",
+        "taken on a busy machine are noisy (the 2026-11-23 figures were taken at",
+        "a load of about 8 on 2 cores, with other jobs running).",
         "",
         "| area | figure | value | target | machine | backend | date |",
         "|---|---|---|---|---|---|---|",
