@@ -29,6 +29,20 @@ def mlp(features=784, classes=10, width=256, depth=2, seed=0):
     return keras.Model(inputs, outputs)
 
 
+def epoch_fn(model, x, y, batch_size):
+    """Compiles `model` (Adam, jit on) and returns a callable fitting one epoch."""
+    model.compile(
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        jit_compile=True,
+    )
+
+    def fit():
+        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+
+    return fit
+
+
 def interleaved(fns, repeats=5, warmup=1):
     """Times each zero-argument callable in `fns` (a dict), alternating them.
 

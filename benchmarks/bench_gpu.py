@@ -17,6 +17,7 @@ row's note. The data are the Fashion-MNIST training images when
 
 import keras
 import numpy as np
+from _common import epoch_fn
 from _common import figure
 from _common import interleaved
 from _common import ratio
@@ -68,19 +69,6 @@ def _cnn(layers_module, seed=0):
     return keras.Model(inputs, outputs)
 
 
-def _fit_fn(model, x, y, batch_size):
-    model.compile(
-        optimizer="adam",
-        loss="sparse_categorical_crossentropy",
-        jit_compile=True,
-    )
-
-    def fit():
-        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
-
-    return fit
-
-
 def run(quick=False, gpu=False):
     """Returns images/s of each side and their time ratio; [] without `gpu`."""
     if not gpu:
@@ -97,8 +85,8 @@ def run(quick=False, gpu=False):
     n = len(x) - len(x) % batch_size  # whole batches only
     x, y = x[:n], y[:n]
     fns = {
-        "kerasreg": _fit_fn(_cnn(kerasreg), x, y, batch_size),
-        "keras": _fit_fn(_cnn(keras.layers), x, y, batch_size),
+        "kerasreg": epoch_fn(_cnn(kerasreg), x, y, batch_size),
+        "keras": epoch_fn(_cnn(keras.layers), x, y, batch_size),
     }
     # Half the rounds in each order, so that neither side always runs first.
     first = interleaved(fns, repeats=repeats, warmup=1)

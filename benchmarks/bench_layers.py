@@ -9,6 +9,7 @@ kerasreg / keras; target <= 1.05.
 
 import keras
 import numpy as np
+from _common import epoch_fn
 from _common import figure
 from _common import interleaved
 from _common import mlp_data
@@ -45,23 +46,10 @@ def _cnn(layers_module, side=28, classes=10, seed=0):
     return keras.Model(inputs, outputs)
 
 
-def _fit_fn(model, x, y, batch_size):
-    model.compile(
-        optimizer="adam",
-        loss="sparse_categorical_crossentropy",
-        jit_compile=True,
-    )
-
-    def fit():
-        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
-
-    return fit
-
-
 def _ratio_for(build, x, y, batch_size, repeats):
     fns = {
-        "kerasreg": _fit_fn(build(kerasreg), x, y, batch_size),
-        "keras": _fit_fn(build(keras.layers), x, y, batch_size),
+        "kerasreg": epoch_fn(build(kerasreg), x, y, batch_size),
+        "keras": epoch_fn(build(keras.layers), x, y, batch_size),
     }
     # Half the rounds in each order, so that neither side always runs first.
     first = interleaved(fns, repeats=repeats, warmup=1)
