@@ -18,7 +18,7 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/kerasreg demo $(DEMO_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/kerasreg demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q $(PYTEST_ARGS)
