@@ -18,19 +18,21 @@
 # --out directory (checkpoints of the best models are written by the workers).
 # Needs grpcio (`pip install grpcio`; TensorFlow installs it).
 #
-# This script runs a chief and two workers on this machine:
+# This script runs a chief and two workers on this machine, writing their
+# logs and results under $OUT (default ./tune_fashion_mnist_distributed*)
+# in the current directory:
 #   bash examples/distributed_tuning.sh [--quick]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+HERE="$(cd "$(dirname "$0")" && pwd)"
 PORT=${KERASTUNER_ORACLE_PORT:-$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 OUT=${OUT:-tune_fashion_mnist_distributed}
 export KERASTUNER_ORACLE_IP=127.0.0.1 KERASTUNER_ORACLE_PORT=$PORT
 
-KERASTUNER_TUNER_ID=chief python examples/tune_fashion_mnist.py --out "$OUT" "$@" > "$OUT.chief.log" 2>&1 &
+KERASTUNER_TUNER_ID=chief python "$HERE/tune_fashion_mnist.py" --out "$OUT" "$@" > "$OUT.chief.log" 2>&1 &
 CHIEF=$!
-KERASTUNER_TUNER_ID=tuner0 python examples/tune_fashion_mnist.py --out "$OUT" "$@" > "$OUT.tuner0.log" 2>&1 &
+KERASTUNER_TUNER_ID=tuner0 python "$HERE/tune_fashion_mnist.py" --out "$OUT" "$@" > "$OUT.tuner0.log" 2>&1 &
 W0=$!
-KERASTUNER_TUNER_ID=tuner1 python examples/tune_fashion_mnist.py --out "$OUT" "$@" > "$OUT.tuner1.log" 2>&1 &
+KERASTUNER_TUNER_ID=tuner1 python "$HERE/tune_fashion_mnist.py" --out "$OUT" "$@" > "$OUT.tuner1.log" 2>&1 &
 W1=$!
 wait "$W0" "$W1" "$CHIEF"
 cat "$OUT.chief.log"
