@@ -5,7 +5,7 @@
 Each `benchmarks/bench_<area>.py` defines `run(quick) -> list of rows` (see
 `_common.figure`). Results of this backend are merged into
 `benchmarks/results.json` (one entry per backend) and `benchmarks/RESULTS.md`
-is rewritten from it: figure, value, target, machine, backend, date.
+is rewritten from it: figure, value, target, machine, backend, date, note.
 """
 
 import argparse
@@ -38,20 +38,19 @@ def _write_markdown(results):
         "# Benchmark results",
         "",
         "Written by `python benchmarks/run.py` (`make bench`). Ratios are measured",
-        "in one process against the Keras built-in or a hand-written equivalent.",
-        "The machine column gives the load average when the run started: figures",
-        "taken on a busy machine are noisy (the 2026-11-23 figures were taken at",
-        "a load of about 8 on 2 cores, with other jobs running).",
+        "in one process against the Keras built-in or a hand-written equivalent,",
+        "the two sides run alternately. The machine column gives the load",
+        "average when the area started: figures taken on a busy machine are noisy.",
         "",
-        "| area | figure | value | target | machine | backend | date |",
-        "|---|---|---|---|---|---|---|",
+        "| area | figure | value | target | machine | backend | date | note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for backend in sorted(results):
-        entry = results[backend]
-        for row in entry["rows"]:
+        for row in results[backend]["rows"]:
             lines.append(
                 f"| {row['area']} | {row['figure']} | {row['value']} | "
-                f"{row['target']} | {entry['machine']} | {backend} | {entry['date']} |"
+                f"{row['target']} | {row['machine']} | {backend} | {row['date']} | "
+                f"{row.get('note', '')} |"
             )
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
@@ -73,23 +72,26 @@ def main(argv=None):
         module = importlib.import_module(f"bench_{area}")
         print(f"== {area}", flush=True)
         kwargs = {"gpu": True} if args.gpu and "gpu" in module.run.__code__.co_varnames else {}
+        machine, date = _machine(), datetime.date.today().isoformat()
         for row in module.run(quick=args.quick, **kwargs):
-            row = {"area": area, **row}
+            row = {"area": area, **row, "machine": machine, "date": date}
+            if args.quick:
+                row["note"] = f"quick mode; {row['note']}".rstrip("; ")
             print(f"  {row['figure']}: {row['value']} (target {row['target']})", flush=True)
             rows.append(row)
 
     path = HERE / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     backend = keras.backend.backend()
-    old = results.get(backend, {}).get("rows", [])
+    entry = results.get(backend, {})
+    # Rows written before machine and date were kept per row take the entry's.
+    old = [
+        {"machine": entry.get("machine", ""), "date": entry.get("date", ""), **r}
+        for r in entry.get("rows", [])
+    ]
     ran = {r["area"] for r in rows}
     merged = [r for r in old if r["area"] not in ran] + rows
-    results[backend] = {
-        "machine": _machine(),
-        "date": datetime.date.today().isoformat(),
-        "keras": keras.__version__,
-        "rows": merged,
-    }
+    results[backend] = {"keras": keras.__version__, "rows": merged}
     path.write_text(json.dumps(results, indent=2) + "\n")
     _write_markdown(results)
     print(f"wrote {path} and {HERE / 'RESULTS.md'}")

@@ -8,10 +8,11 @@ order (by class, by writer) that would otherwise bias the validation split.
 """
 
 import gzip
-import numbers
 import os
 
 import numpy as np
+
+from kerasreg import _checks
 
 DATASETS = ("digits", "fashion_mnist")
 
@@ -121,25 +122,10 @@ def _validate(name, validation_split, seed):
             "Invalid value received for argument `name`. Expected one of "
             f"{DATASETS}. Received: name={name!r}"
         )
-    if (
-        isinstance(validation_split, bool)
-        or not isinstance(validation_split, numbers.Real)
-        or not 0 <= validation_split < 1
-    ):
-        raise ValueError(
-            "Invalid value received for argument `validation_split`. Expected "
-            "a float value in [0, 1). "
-            f"Received: validation_split={validation_split!r}"
-        )
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, numbers.Integral)
-        or seed < 0
-    ):
-        raise ValueError(
-            "Invalid value received for argument `seed`. Expected a "
-            f"non-negative integer. Received: seed={seed!r}"
-        )
+    _checks.float_between(
+        "validation_split", validation_split, 0, 1, closed=(True, False)
+    )
+    _checks.int_at_least("seed", seed, 0)
 
 
 def _images(x, scale):

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerasreg import _checks
 from kerasreg._registry import register
 
 _EPS = 1e-12
@@ -212,16 +213,7 @@ def disagreement(member_probs):
 
 
 def _check_n_bins(n_bins):
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)):
-        raise ValueError(
-            "Invalid value received for argument `n_bins`. Expected a "
-            f"positive integer. Received: n_bins={n_bins}"
-        )
-    if n_bins < 1:
-        raise ValueError(
-            "Invalid value received for argument `n_bins`. Expected a "
-            f"positive integer. Received: n_bins={n_bins}"
-        )
+    _checks.int_at_least("n_bins", n_bins, 1)
     return int(n_bins)
 
 

@@ -266,8 +266,8 @@ def test_bad_momentum(momentum):
     with pytest.raises(
         ValueError,
         match=(
-            r"Invalid value received for argument `momentum`. Expected a float "
-            rf"value between 0 and 1, or None. Received: momentum={momentum}"
+            r"Invalid value received for argument `momentum`\. Expected a float "
+            rf"value in \[0, 1\], or None\. Received: momentum={momentum!r}"
         ),
     ):
         BatchNormalization(momentum=momentum)
@@ -279,7 +279,7 @@ def test_bad_epsilon(epsilon):
         ValueError,
         match=(
             r"Invalid value received for argument `epsilon`. Expected a float "
-            rf"value greater than 0. Received: epsilon={epsilon}"
+            rf"value > 0\. Received: epsilon={epsilon}"
         ),
     ):
         BatchNormalization(epsilon=epsilon)

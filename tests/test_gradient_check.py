@@ -220,11 +220,11 @@ def test_report_bands(error, verdict):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"h": 0}, r"argument `h`\. Expected a positive float\. Received: h=0"),
+        ({"h": 0}, r"argument `h`\. Expected a float value > 0\. Received: h=0"),
         ({"h": -1e-5}, r"Received: h=-1e-05"),
         (
             {"max_params": 0},
-            r"argument `max_params`\. Expected a positive integer or None\. "
+            r"argument `max_params`\. Expected an integer >= 1\. "
             r"Received: max_params=0",
         ),
         ({"seed": 1.5}, r"argument `seed`\. Expected an integer\. Received: seed=1\.5"),

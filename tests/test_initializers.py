@@ -215,6 +215,6 @@ def test_bad_stddev(stddev):
     with pytest.raises(
         ValueError,
         match=r"Invalid value received for argument `stddev`\. Expected a "
-        rf"positive float\. Received: stddev={stddev}",
+        rf"float value > 0\. Received: stddev={stddev!r}",
     ):
         ScaledNormal(stddev=stddev)

@@ -141,15 +141,15 @@ def test_no_kernel_layer_is_an_error(x):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"tol": 0}, r"argument `tol`\. Expected a positive float\. Received: tol=0"),
+        ({"tol": 0}, r"argument `tol`\. Expected a float value > 0\. Received: tol=0"),
         ({"tol": -1.0}, r"Received: tol=-1\.0"),
         (
             {"max_iter": 0},
-            r"argument `max_iter`\. Expected a positive integer\. "
+            r"argument `max_iter`\. Expected an integer >= 1\. "
             r"Received: max_iter=0",
         ),
         ({"max_iter": 2.5}, r"Received: max_iter=2\.5"),
-        ({"seed": "a"}, r"argument `seed`.*Received: seed=a"),
+        ({"seed": "a"}, r"argument `seed`.*Received: seed='a'"),
     ],
 )
 def test_bad_arguments(x, kwargs, message):

@@ -4,6 +4,7 @@ import math
 
 import keras
 
+from kerasreg import _checks
 from kerasreg._registry import register
 
 
@@ -68,28 +69,10 @@ class StopOnDivergence(keras.callbacks.Callback):
 
     def __init__(self, max_factor=4.0, warmup_steps=10):
         super().__init__()
-        if (
-            isinstance(max_factor, bool)
-            or not isinstance(max_factor, (int, float))
-            or not max_factor > 1
-            or not math.isfinite(max_factor)
-        ):
-            raise ValueError(
-                "Invalid value received for argument `max_factor`. Expected a "
-                f"float value greater than 1. Received: max_factor={max_factor}"
-            )
-        if (
-            isinstance(warmup_steps, bool)
-            or not isinstance(warmup_steps, int)
-            or warmup_steps < 0
-        ):
-            raise ValueError(
-                "Invalid value received for argument `warmup_steps`. Expected "
-                "an integer value >= 0. "
-                f"Received: warmup_steps={warmup_steps}"
-            )
+        if not _checks.is_real(max_factor) or not 1 < max_factor < math.inf:
+            raise _checks.invalid("max_factor", max_factor, "a float value > 1")
         self.max_factor = float(max_factor)
-        self.warmup_steps = warmup_steps
+        self.warmup_steps = _checks.int_at_least("warmup_steps", warmup_steps, 0)
         self._reset()
 
     def _reset(self):

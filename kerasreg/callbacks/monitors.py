@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 from kerasreg import _backend
+from kerasreg import _checks
 from kerasreg.callbacks._tensorboard import SummaryWriter
 
 
@@ -16,18 +17,6 @@ def _sync(model):
     sync = getattr(model, "jax_state_sync", None)
     if sync is not None:
         sync()
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        ok = False
-    else:
-        ok = value >= 1
-    if not ok:
-        raise ValueError(
-            f"Invalid value received for argument `{name}`. Expected an "
-            f"integer >= 1. Received: {name}={value}"
-        )
 
 
 class UpdateRatioMonitor(keras.callbacks.Callback):
@@ -89,23 +78,13 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
     def __init__(self, every=50, low=1e-4, high=1e-2, log_dir=None,
                  patience=3):
         super().__init__()
-        _check_positive_int("every", every)
-        _check_positive_int("patience", patience)
-        if not (isinstance(low, (int, float)) and low > 0):
-            raise ValueError(
-                "Invalid value received for argument `low`. Expected a "
-                f"float > 0. Received: low={low}"
-            )
-        if not (isinstance(high, (int, float)) and high > low):
-            raise ValueError(
-                "Invalid value received for argument `high`. Expected a "
-                f"float greater than `low` ({low}). Received: high={high}"
-            )
-        self.every = int(every)
-        self.low = float(low)
+        self.every = _checks.int_at_least("every", every, 1)
+        self.patience = _checks.int_at_least("patience", patience, 1)
+        self.low = _checks.positive_float("low", low)
+        if not _checks.is_real(high) or not high > low:
+            raise _checks.invalid("high", high, f"a float value > low={low}")
         self.high = float(high)
         self.log_dir = log_dir
-        self.patience = int(patience)
         self.records = []
         self._step = 0
         self._before = None
@@ -314,30 +293,18 @@ class ActivationHistograms(keras.callbacks.Callback):
                 "Invalid value received for argument `x_sample`. Expected "
                 f"at least one example. Received: x_sample={x_sample!r}"
             )
-        _check_positive_int("every_epochs", every_epochs)
-        _check_positive_int("bins", bins)
-        for name, value in (
-            ("saturation_threshold", saturation_threshold),
-            ("dead_threshold", dead_threshold),
-        ):
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ValueError(
-                    f"Invalid value received for argument `{name}`. Expected "
-                    f"a float value between 0 and 1. Received: {name}={value}"
-                )
-        if not (isinstance(bound_margin, (int, float)) and bound_margin > 0):
-            raise ValueError(
-                "Invalid value received for argument `bound_margin`. Expected "
-                f"a float > 0. Received: bound_margin={bound_margin}"
-            )
-        self.every_epochs = int(every_epochs)
+        self.every_epochs = _checks.int_at_least("every_epochs", every_epochs, 1)
+        self.bins = _checks.int_at_least("bins", bins, 1)
+        self.saturation_threshold = _checks.float_between(
+            "saturation_threshold", saturation_threshold, 0, 1, closed=(True, False)
+        )
+        self.dead_threshold = _checks.float_between(
+            "dead_threshold", dead_threshold, 0, 1, closed=(True, False)
+        )
+        self.bound_margin = _checks.positive_float("bound_margin", bound_margin)
         self.log_dir = log_dir
         self.png_dir = png_dir
         self.gradients_enabled = bool(gradients)
-        self.saturation_threshold = float(saturation_threshold)
-        self.dead_threshold = float(dead_threshold)
-        self.bound_margin = float(bound_margin)
-        self.bins = int(bins)
         self.flags = []
         self.activations = {}
         self.gradients = {}

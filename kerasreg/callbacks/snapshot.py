@@ -49,14 +49,11 @@ import numpy as np
 from keras import ops
 from keras.optimizers.schedules import LearningRateSchedule
 
+from kerasreg import _checks
 from kerasreg.callbacks.schedule import ScheduleCallback
 from kerasreg.schedules.cyclic_cosine import CyclicCosine
 
 MANIFEST = "snapshots.json"
-
-
-def _is_float(variable):
-    return "float" in str(variable.dtype)
 
 
 def snapshot_variables(model):
@@ -64,7 +61,7 @@ def snapshot_variables(model):
     return [
         v
         for v in model.trainable_variables + model.non_trainable_variables
-        if _is_float(v)
+        if keras.backend.is_float_dtype(v.dtype)
     ]
 
 
@@ -240,33 +237,23 @@ class _Positioned(LearningRateSchedule):
 
 def check_arguments(n_snapshots, initial_learning_rate, min_learning_rate, keep):
     """Validates the shared arguments; returns `(n_snapshots, keep)`."""
-    if (
-        isinstance(n_snapshots, bool)
-        or not isinstance(n_snapshots, (int, np.integer))
-        or n_snapshots < 1
-    ):
-        raise ValueError(
-            "Invalid value received for argument `n_snapshots`. Expected an "
-            f"integer >= 1. Received: n_snapshots={n_snapshots!r}"
-        )
+    n_snapshots = _checks.int_at_least("n_snapshots", n_snapshots, 1)
     # CyclicCosine checks the rates (with their own argument names).
     CyclicCosine(
         initial_learning_rate,
-        total_steps=int(n_snapshots),
-        n_cycles=int(n_snapshots),
+        total_steps=n_snapshots,
+        n_cycles=n_snapshots,
         min_learning_rate=min_learning_rate,
     )
     if keep is not None and (
-        isinstance(keep, bool)
-        or not isinstance(keep, (int, np.integer))
-        or not 1 <= keep <= n_snapshots
+        not _checks.is_integer(keep) or not 1 <= keep <= n_snapshots
     ):
-        raise ValueError(
-            "Invalid value received for argument `keep`. Expected None or an "
-            f"integer between 1 and n_snapshots={n_snapshots}. "
-            f"Received: keep={keep!r}"
+        raise _checks.invalid(
+            "keep",
+            keep,
+            f"None or an integer between 1 and n_snapshots={n_snapshots}",
         )
-    return int(n_snapshots), None if keep is None else int(keep)
+    return n_snapshots, None if keep is None else int(keep)
 
 
 class SnapshotCallback(ScheduleCallback):

@@ -38,13 +38,10 @@ function until the next `fit` with this callback (or
 """
 
 import keras
-import numpy as np
 from keras import ops
 
+from kerasreg import _checks
 from kerasreg._registry import register
-
-def _is_float(variable):
-    return "float" in str(variable.dtype)
 
 
 def _batchnorm_statistics(model):
@@ -149,51 +146,15 @@ class WeightEMA(keras.callbacks.Callback):
         include_batchnorm_statistics=True,
     ):
         super().__init__()
-        if (
-            isinstance(decay, bool)
-            or not isinstance(decay, (int, float, np.floating))
-            or not 0.0 < float(decay) < 1.0
-        ):
-            raise ValueError(
-                "Invalid value received for argument `decay`. Expected a "
-                f"float value strictly between 0 and 1. Received: decay={decay}"
-            )
-        if (
-            isinstance(every, bool)
-            or not isinstance(every, (int, np.integer))
-            or every < 1
-        ):
-            raise ValueError(
-                "Invalid value received for argument `every`. Expected an "
-                f"integer value >= 1. Received: every={every}"
-            )
-        if (
-            isinstance(start_step, bool)
-            or not isinstance(start_step, (int, np.integer))
-            or start_step < 0
-        ):
-            raise ValueError(
-                "Invalid value received for argument `start_step`. Expected "
-                f"an integer value >= 0. Received: start_step={start_step}"
-            )
-        for name, value in (
-            ("warmup", warmup),
-            ("swap_on_evaluate", swap_on_evaluate),
-            ("apply_at_end", apply_at_end),
-            ("include_batchnorm_statistics", include_batchnorm_statistics),
-        ):
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(
-                    f"Invalid value received for argument `{name}`. Expected "
-                    f"a boolean. Received: {name}={value}"
-                )
-        self.decay = float(decay)
-        self.warmup = bool(warmup)
-        self.every = int(every)
-        self.start_step = int(start_step)
-        self.swap_on_evaluate = bool(swap_on_evaluate)
-        self.apply_at_end = bool(apply_at_end)
-        self.include_batchnorm_statistics = bool(include_batchnorm_statistics)
+        self.decay = _checks.float_between("decay", decay, 0, 1)
+        self.warmup = _checks.boolean("warmup", warmup)
+        self.every = _checks.int_at_least("every", every, 1)
+        self.start_step = _checks.int_at_least("start_step", start_step, 0)
+        self.swap_on_evaluate = _checks.boolean("swap_on_evaluate", swap_on_evaluate)
+        self.apply_at_end = _checks.boolean("apply_at_end", apply_at_end)
+        self.include_batchnorm_statistics = _checks.boolean(
+            "include_batchnorm_statistics", include_batchnorm_statistics
+        )
 
         self._owner = None  # the model the variables below belong to
         self._averaged = []  # model variables that are averaged
@@ -255,7 +216,8 @@ class WeightEMA(keras.callbacks.Callback):
         self._averaged = [
             v
             for v in model.weights
-            if _is_float(v) and (id(v) in trainable_ids or id(v) in bn_ids)
+            if keras.backend.is_float_dtype(v.dtype)
+            and (id(v) in trainable_ids or id(v) in bn_ids)
         ]
         with self._strategy_scope():
             self._shadows = [

@@ -1,12 +1,12 @@
 """Gradient check: backend autodiff against central differences, in float64."""
 
 import math
-import numbers
 
 import keras
 import numpy as np
 
 from kerasreg import _backend
+from kerasreg import _checks
 
 # The cs231n bands for the relative error |a - n| / max(|a|, |n|).
 _WRONG = 1e-2
@@ -195,25 +195,11 @@ def _objective(loss, y):
 
 
 def _check_args(h, max_params, seed):
-    if isinstance(h, bool) or not isinstance(h, numbers.Real) or not h > 0:
-        raise ValueError(
-            "Invalid value received for argument `h`. "
-            f"Expected a positive float. Received: h={h}"
-        )
-    if max_params is not None and (
-        isinstance(max_params, bool)
-        or not isinstance(max_params, numbers.Integral)
-        or max_params < 1
-    ):
-        raise ValueError(
-            "Invalid value received for argument `max_params`. "
-            f"Expected a positive integer or None. Received: max_params={max_params}"
-        )
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(
-            "Invalid value received for argument `seed`. "
-            f"Expected an integer. Received: seed={seed}"
-        )
+    _checks.positive_float("h", h)
+    if max_params is not None:
+        _checks.int_at_least("max_params", max_params, 1)
+    if not _checks.is_integer(seed):
+        raise _checks.invalid("seed", seed, "an integer")
 
 
 def gradient_check(model, x, y=None, loss=None, h=1e-5, max_params=None, seed=0):

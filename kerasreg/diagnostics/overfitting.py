@@ -1,9 +1,9 @@
 """Reading a training history the way the cs231n notes babysit a run."""
 
-import math
-
 import keras
 import numpy as np
+
+from kerasreg import _checks
 
 OVERFITTING = "overfitting: more regularization (L2, dropout) or more data"
 UNDERFITTING = "underfitting: bigger model"
@@ -95,14 +95,6 @@ def _slope(values):
     return float(np.polyfit(t, values, 1)[0])
 
 
-def _check_fraction(name, value, low=0.0, high=1.0):
-    if not (isinstance(value, (int, float)) and low < value < high):
-        raise ValueError(
-            f"Invalid value received for argument `{name}`. Expected a float "
-            f"value between {low:g} and {high:g}. Received: {name}={value}"
-        )
-
-
 def overfitting_report(
     history,
     gap_threshold=0.1,
@@ -187,10 +179,10 @@ def overfitting_report(
             "`validation_split`) to `model.fit`. "
             f"Received: keys={sorted(logs)}"
         )
-    _check_fraction("gap_threshold", gap_threshold, high=math.inf)
-    _check_fraction("flat_threshold", flat_threshold)
-    _check_fraction("noise_threshold", noise_threshold)
-    _check_fraction("poor_accuracy", poor_accuracy, high=1.0 + 1e-12)
+    _checks.positive_float("gap_threshold", gap_threshold)
+    _checks.float_between("flat_threshold", flat_threshold, 0, 1)
+    _checks.float_between("noise_threshold", noise_threshold, 0, 1)
+    _checks.float_between("poor_accuracy", poor_accuracy, 0, 1, closed=(False, True))
 
     loss = [float(v) for v in logs["loss"]]
     val_loss = [float(v) for v in logs["val_loss"]][: len(loss)]

@@ -5,6 +5,8 @@ import math
 import keras
 import numpy as np
 
+from kerasreg import _checks
+
 _NAME_FORMS = {
     "categoricalcrossentropy": "categorical",
     "sparsecategoricalcrossentropy": "categorical",
@@ -464,44 +466,20 @@ def sanity_check(
             f"same number of examples. Received: len(x)={n}, "
             f"len(y)={_length(y)}"
         )
-    if isinstance(n_overfit, bool) or not isinstance(
-        n_overfit, (int, np.integer)
-    ) or not 1 <= n_overfit <= n:
-        raise ValueError(
-            "Invalid value received for argument `n_overfit`. Expected an "
-            f"integer between 1 and the number of examples ({n}). "
-            f"Received: n_overfit={n_overfit}"
+    if not _checks.is_integer(n_overfit) or not 1 <= n_overfit <= n:
+        raise _checks.invalid(
+            "n_overfit",
+            n_overfit,
+            f"an integer between 1 and the number of examples ({n})",
         )
-    if isinstance(epochs, bool) or not isinstance(
-        epochs, (int, np.integer)
-    ) or epochs < 1:
-        raise ValueError(
-            "Invalid value received for argument `epochs`. Expected an "
-            f"integer >= 1. Received: epochs={epochs}"
+    _checks.int_at_least("epochs", epochs, 1)
+    _checks.positive_float("tolerance", tolerance)
+    _checks.positive_float("target_loss", target_loss)
+    if not _checks.is_real(regularization_factor) or not regularization_factor > 1:
+        raise _checks.invalid(
+            "regularization_factor", regularization_factor, "a float value > 1"
         )
-    if not tolerance > 0:
-        raise ValueError(
-            "Invalid value received for argument `tolerance`. Expected a "
-            f"float > 0. Received: tolerance={tolerance}"
-        )
-    if not target_loss > 0:
-        raise ValueError(
-            "Invalid value received for argument `target_loss`. Expected a "
-            f"float > 0. Received: target_loss={target_loss}"
-        )
-    if not regularization_factor > 1:
-        raise ValueError(
-            "Invalid value received for argument `regularization_factor`. "
-            "Expected a float > 1. "
-            f"Received: regularization_factor={regularization_factor}"
-        )
-    if isinstance(max_eval, bool) or not isinstance(
-        max_eval, (int, np.integer)
-    ) or max_eval < 1:
-        raise ValueError(
-            "Invalid value received for argument `max_eval`. Expected an "
-            f"integer >= 1. Received: max_eval={max_eval}"
-        )
+    _checks.int_at_least("max_eval", max_eval, 1)
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)

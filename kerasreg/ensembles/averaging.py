@@ -6,9 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-
-def _is_float(variable):
-    return "float" in str(variable.dtype)
+from kerasreg import _checks
 
 
 def _clone(model):
@@ -98,7 +96,7 @@ def average_weights(models, weights=None):
 
     values = []
     for i, variable in enumerate(reference):
-        if not _is_float(variable):
+        if not keras.backend.is_float_dtype(variable.dtype):
             values.append(ops.convert_to_numpy(variable))
             continue
         total = np.zeros(tuple(variable.shape), dtype="float64")
@@ -189,24 +187,9 @@ def recompute_batchnorm(model, x, batch_size=128, steps=None):
     kerasreg.ensembles.recompute_batchnorm(model, x, batch_size=64)
     ```
     """
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(
-            "Invalid value received for argument `batch_size`. Expected an "
-            f"integer value >= 1. Received: batch_size={batch_size}"
-        )
-    if steps is not None and (
-        isinstance(steps, bool)
-        or not isinstance(steps, (int, np.integer))
-        or steps < 1
-    ):
-        raise ValueError(
-            "Invalid value received for argument `steps`. Expected an "
-            f"integer value >= 1 or None. Received: steps={steps}"
-        )
+    _checks.int_at_least("batch_size", batch_size, 1)
+    if steps is not None:
+        _checks.int_at_least("steps", steps, 1)
     layers = _batchnorm_layers(model)
     if not layers:
         warnings.warn(

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from kerasreg import _checks
 from kerasreg.ensembles.ensemble import Ensemble
 from kerasreg.ensembles.ensemble import check_combine
 
@@ -99,30 +100,15 @@ def fit_bootstrap(
     member0 = ens.members[0].predict(x[oob], verbose=0)
     ```
     """
-    if (
-        isinstance(n_members, bool)
-        or not isinstance(n_members, (int, np.integer))
-        or n_members < 1
-    ):
-        raise ValueError(
-            "Invalid value received for argument `n_members`. Expected a "
-            f"positive integer. Received: n_members={n_members!r}"
-        )
+    _checks.int_at_least("n_members", n_members, 1)
     if not callable(build_fn):
         raise ValueError(
             "Invalid value received for argument `build_fn`. Expected a "
             f"callable returning a compiled Keras model. Received: "
             f"build_fn={build_fn!r}"
         )
-    if seed is not None and (
-        isinstance(seed, bool)
-        or not isinstance(seed, (int, np.integer))
-        or seed < 0
-    ):
-        raise ValueError(
-            "Invalid value received for argument `seed`. Expected a "
-            f"non-negative integer or None. Received: seed={seed!r}"
-        )
+    if seed is not None:
+        _checks.int_at_least("seed", seed, 0)
     check_combine(combine)
     n = _n_rows(x)
     if _n_rows(y) != n:

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerasreg import _checks
 from kerasreg._registry import register
 
 COMBINES = ("mean", "vote", "geometric")
@@ -385,11 +386,7 @@ class Ensemble(keras.Model):
         Returns:
             An `Ensemble`.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(
-                "Invalid value received for argument `k`. Expected a positive "
-                f"integer. Received: k={k!r}"
-            )
+        _checks.int_at_least("k", k, 1)
         check_combine(combine)
         models = tuner.get_best_models(num_models=int(k))
         if len(models) < k:

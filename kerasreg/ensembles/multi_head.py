@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerasreg import _checks
 from kerasreg._registry import register
 from kerasreg.ensembles.ensemble import StackedPredictions
 from kerasreg.ensembles.ensemble import _io_shapes
@@ -82,15 +83,7 @@ class MultiHeadEnsemble(keras.Model):
         name=None,
         **kwargs,
     ):
-        if (
-            isinstance(n_heads, bool)
-            or not isinstance(n_heads, (int, np.integer))
-            or n_heads < 1
-        ):
-            raise ValueError(
-                "Invalid value received for argument `n_heads`. Expected a "
-                f"positive integer. Received: n_heads={n_heads!r}"
-            )
+        _checks.int_at_least("n_heads", n_heads, 1)
         check_combine(combine)
         if not isinstance(trunk, keras.layers.Layer):
             raise ValueError(

@@ -31,6 +31,7 @@ import types
 import keras
 from keras import ops
 
+from kerasreg import _checks
 from kerasreg._registry import register
 from kerasreg.callbacks.snapshot import FileStore
 from kerasreg.callbacks.snapshot import SnapshotCallback
@@ -357,15 +358,11 @@ class SnapshotEnsemble(keras.Model):
                 "SnapshotEnsemble has no snapshot yet: call `fit` first."
             )
         if last is not None:
-            if (
-                isinstance(last, bool)
-                or not isinstance(last, int)
-                or not 1 <= last <= len(members)
-            ):
-                raise ValueError(
-                    "Invalid value received for argument `last`. Expected an "
-                    f"integer between 1 and {len(members)} (the snapshots "
-                    f"kept). Received: last={last!r}"
+            if not _checks.is_integer(last) or not 1 <= last <= len(members):
+                raise _checks.invalid(
+                    "last",
+                    last,
+                    f"an integer between 1 and {len(members)} (the snapshots kept)",
                 )
             members = members[-last:]
         return Ensemble(members, combine=combine or self.combine)

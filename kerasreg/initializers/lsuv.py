@@ -1,9 +1,9 @@
 """Layer-sequential unit-variance (LSUV) initialization (Mishkin & Matas, 2016)."""
 
-import numbers
-
 import keras
 import numpy as np
+
+from kerasreg import _checks
 
 _KERNEL_LAYERS = (
     keras.layers.Dense,
@@ -183,31 +183,10 @@ def lsuv(model, x, tol=0.1, max_iter=10, seed=None):
 
     - [Mishkin & Matas, 2016](https://arxiv.org/abs/1511.06422)
     """
-    if (
-        isinstance(tol, bool)
-        or not isinstance(tol, numbers.Real)
-        or not tol > 0
-    ):
-        raise ValueError(
-            "Invalid value received for argument `tol`. "
-            f"Expected a positive float. Received: tol={tol}"
-        )
-    if (
-        isinstance(max_iter, bool)
-        or not isinstance(max_iter, numbers.Integral)
-        or max_iter < 1
-    ):
-        raise ValueError(
-            "Invalid value received for argument `max_iter`. "
-            f"Expected a positive integer. Received: max_iter={max_iter}"
-        )
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-    ):
-        raise ValueError(
-            "Invalid value received for argument `seed`. "
-            f"Expected an integer or None. Received: seed={seed}"
-        )
+    _checks.positive_float("tol", tol)
+    _checks.int_at_least("max_iter", max_iter, 1)
+    if seed is not None and not _checks.is_integer(seed):
+        raise _checks.invalid("seed", seed, "an integer or None")
     if not isinstance(model, keras.Model):
         raise ValueError(
             "Invalid value received for argument `model`. "

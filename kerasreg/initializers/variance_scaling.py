@@ -25,10 +25,9 @@ All initializers are registered under the `kerasreg` package, so once
 `keras.layers.Dense(64, kernel_initializer="kerasreg>HeNormal")`.
 """
 
-import numbers
-
 import keras
 
+from kerasreg import _checks
 from kerasreg._registry import register
 
 _MODES = ("fan_in", "fan_out", "fan_avg")
@@ -254,15 +253,7 @@ class ScaledNormal(keras.initializers.RandomNormal):
     """
 
     def __init__(self, stddev=0.01, seed=None):
-        if (
-            isinstance(stddev, bool)
-            or not isinstance(stddev, numbers.Real)
-            or not stddev > 0
-        ):
-            raise ValueError(
-                "Invalid value received for argument `stddev`. "
-                f"Expected a positive float. Received: stddev={stddev}"
-            )
+        _checks.positive_float("stddev", stddev)
         super().__init__(mean=0.0, stddev=float(stddev), seed=seed)
 
     def get_config(self):

@@ -1,41 +1,10 @@
 """Batch normalization with a cumulative-average mode and a statistics reset."""
 
-import math
-
 import keras
 from keras import ops
 
+from kerasreg import _checks
 from kerasreg._registry import register
-
-
-def _validate_momentum(momentum):
-    if momentum is None:
-        return None
-    try:
-        value = float(momentum)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(momentum, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(
-            "Invalid value received for argument `momentum`. "
-            "Expected a float value between 0 and 1, or None. "
-            f"Received: momentum={momentum}"
-        )
-    return value
-
-
-def _validate_epsilon(epsilon):
-    try:
-        value = float(epsilon)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(epsilon, bool) or not value > 0.0 or math.isinf(value):
-        raise ValueError(
-            "Invalid value received for argument `epsilon`. "
-            "Expected a float value greater than 0. "
-            f"Received: epsilon={epsilon}"
-        )
-    return value
 
 
 @register
@@ -157,8 +126,13 @@ class BatchNormalization(keras.layers.BatchNormalization):
         synchronized=False,
         **kwargs,
     ):
-        momentum = _validate_momentum(momentum)
-        epsilon = _validate_epsilon(epsilon)
+        if momentum is not None:
+            if not _checks.is_real(momentum) or not 0 <= momentum <= 1:
+                raise _checks.invalid(
+                    "momentum", momentum, "a float value in [0, 1], or None"
+                )
+            momentum = float(momentum)
+        epsilon = _checks.positive_float("epsilon", epsilon)
         if momentum is None and renorm:
             raise ValueError(
                 "Invalid value received for argument `momentum`. "

@@ -6,8 +6,8 @@ import numpy as np
 from keras import ops
 from keras.optimizers.schedules import LearningRateSchedule
 
+from kerasreg import _checks
 from kerasreg._registry import register
-from kerasreg.schedules import _checks
 from kerasreg.schedules import _math
 
 
@@ -82,7 +82,7 @@ class CyclicCosine(LearningRateSchedule):
                 f"an integer between 1 and total_steps={self.total_steps}",
             )
         if (
-            not _checks._is_real(min_learning_rate)
+            not _checks.is_real(min_learning_rate)
             or not 0 <= min_learning_rate < self.initial_learning_rate
         ):
             raise _checks.invalid(

@@ -1,7 +1,7 @@
 """Exponential decay: `lr(t) = lr0 * exp(-k t)`."""
 
+from kerasreg import _checks
 from kerasreg._registry import register
-from kerasreg.schedules import _checks
 from kerasreg.schedules import _math
 from keras.optimizers.schedules import LearningRateSchedule
 

@@ -1,7 +1,7 @@
 """Step decay: cut the learning rate by a constant factor every few epochs."""
 
+from kerasreg import _checks
 from kerasreg._registry import register
-from kerasreg.schedules import _checks
 from kerasreg.schedules import _math
 from keras.optimizers.schedules import LearningRateSchedule
 
@@ -50,11 +50,9 @@ class StepDecay(LearningRateSchedule):
         self.initial_learning_rate = _checks.positive_float(
             "initial_learning_rate", initial_learning_rate
         )
-        if not _checks._is_real(drop_factor) or not 0 < drop_factor <= 1:
-            raise _checks.invalid(
-                "drop_factor", drop_factor, "a float value in the interval (0, 1]"
-            )
-        self.drop_factor = float(drop_factor)
+        self.drop_factor = _checks.float_between(
+            "drop_factor", drop_factor, 0, 1, closed=(False, True)
+        )
         self.drop_every = _checks.int_at_least("drop_every", drop_every, 1)
         self.name = name
 

@@ -1,13 +1,11 @@
 """Linear learning-rate warmup in front of any schedule."""
 
-import numbers
-
 import keras
 from keras import ops
 from keras.optimizers.schedules import LearningRateSchedule
 
+from kerasreg import _checks
 from kerasreg._registry import register
-from kerasreg.schedules import _checks
 from kerasreg.schedules import _math
 
 
@@ -48,9 +46,7 @@ class Warmup(LearningRateSchedule):
 
     def __init__(self, schedule, warmup_steps, start_learning_rate=0.0, name=None):
         super().__init__()
-        is_number = isinstance(schedule, numbers.Real) and not isinstance(
-            schedule, bool
-        )
+        is_number = _checks.is_real(schedule)
         if not (isinstance(schedule, LearningRateSchedule) or is_number):
             raise _checks.invalid(
                 "schedule",

@@ -14,6 +14,7 @@ import keras_tuner
 from keras_tuner.engine import hyperparameters as hp_module
 from keras_tuner.engine import trial as trial_module
 
+from kerasreg import _checks
 from kerasreg.callbacks.divergence import StopOnDivergence
 
 TrialStatus = trial_module.TrialStatus
@@ -50,24 +51,11 @@ def _validate_stages(stages):
 
 
 def _validate_top_k(top_k):
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(
-            "Invalid value received for argument `top_k`. Expected an integer "
-            f"value >= 1. Received: top_k={top_k!r}"
-        )
+    _checks.int_at_least("top_k", top_k, 1)
 
 
 def _validate_margin(margin):
-    if (
-        isinstance(margin, bool)
-        or not isinstance(margin, (int, float))
-        or not margin >= 0
-        or not math.isfinite(margin)
-    ):
-        raise ValueError(
-            "Invalid value received for argument `margin`. Expected a float "
-            f"value >= 0. Received: margin={margin!r}"
-        )
+    _checks.non_negative_float("margin", margin)
 
 
 def is_diverged(trial):

@@ -2,6 +2,7 @@
 
 import csv
 
+from kerasreg import _checks
 from kerasreg.tuning.spaces import ONE_MINUS_PREFIX
 
 _STAGE_KEY = "tuner/stage"
@@ -114,11 +115,7 @@ def report(tuner, top=5, path=None, csv_path=None, print_fn=print):
     assert rows[0]["rank"] == 1
     ```
     """
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise ValueError(
-            "Invalid value received for argument `top`. Expected an integer "
-            f"value >= 1. Received: top={top!r}"
-        )
+    _checks.int_at_least("top", top, 1)
     oracle = _oracle(tuner)
     objective = oracle.objective.name
     rows = _rows(oracle)
