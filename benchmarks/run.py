@@ -83,12 +83,7 @@ def main(argv=None):
     path = HERE / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     backend = keras.backend.backend()
-    entry = results.get(backend, {})
-    # Rows written before machine and date were kept per row take the entry's.
-    old = [
-        {"machine": entry.get("machine", ""), "date": entry.get("date", ""), **r}
-        for r in entry.get("rows", [])
-    ]
+    old = results.get(backend, {}).get("rows", [])
     ran = {r["area"] for r in rows}
     merged = [r for r in old if r["area"] not in ran] + rows
     results[backend] = {"keras": keras.__version__, "rows": merged}
