@@ -118,14 +118,15 @@ def _c2f_epochs(n_trials, epochs, seed, data, directory, top_k=3):
     for tid in sorted(c2f.oracle.trials, key=int):
         trial = c2f.oracle.trials[tid]
         spent += trial.hyperparameters.values["tuner/epochs"]
-        if trial.score is not None and trial.score >= target - tolerance - 1e-9:
+        # 1e-6 slack: scores are float32, where 866/898 - 865/898 falls ~1e-8 short of 1/898.
+        if trial.score is not None and trial.score >= target - tolerance - 1e-6:
             first = spent
             break
     scores = [t.score for t in c2f.oracle.trials.values() if t.score is not None]
     details = {
         "flat_best": target,
         "c2f_best": max(scores) if scores else None,
-        "strict": bool(scores) and max(scores) >= target - 1e-9,
+        "strict": bool(scores) and max(scores) >= target - 1e-6,
         "c2f_total": sum(
             t.hyperparameters.values["tuner/epochs"] for t in c2f.oracle.trials.values()
         ) / (n_trials * epochs),
