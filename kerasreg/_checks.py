@@ -4,7 +4,7 @@ Each check raises at construction time a `ValueError` that names the argument
 and the value received, as Keras does:
 
     Invalid value received for argument `decay`. Expected a float value
-    strictly between 0 and 1. Received: decay=1.5
+    in (0, 1). Received: decay=1.5
 """
 
 import math
