@@ -100,6 +100,8 @@ def _stages(n_trials, epochs):
 def _c2f_epochs(n_trials, epochs, seed, data, directory, top_k=3):
     """One seed of figure 1: (ratio, reached, details)."""
     (x, y), (xv, yv) = data
+    # Each seed starts from the same global RNG state, whatever ran before it.
+    keras.utils.set_random_seed(seed)
     fit = dict(x=x, y=y, validation_data=(xv, yv), batch_size=64, verbose=0)
     flat = keras_tuner.RandomSearch(
         _build, "val_accuracy", max_trials=n_trials, seed=seed,
