@@ -9,6 +9,7 @@ order (by class, by writer) that would otherwise bias the validation split.
 
 import gzip
 import os
+import tempfile
 
 import numpy as np
 
@@ -25,7 +26,9 @@ DIGITS_TEST_SEED = 0
 
 # The file names used both by `keras.datasets.fashion_mnist` (its cache,
 # `~/.keras/datasets/fashion-mnist/`) and by the Debian package
-# `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/`).
+# `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/`). A folder
+# named by `data_dir` or `KERASREG_DATA_DIR` may also hold them unzipped
+# (the names without `.gz`).
 FASHION_MNIST_FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
     "y_train": "train-labels-idx1-ubyte.gz",
@@ -33,6 +36,14 @@ FASHION_MNIST_FILES = {
     "y_test": "t10k-labels-idx1-ubyte.gz",
 }
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+# The environment variable naming a folder of dataset files, read when
+# `load()` gets no `data_dir`.
+DATA_DIR_ENV = "KERASREG_DATA_DIR"
+# How to get the real Fashion-MNIST, for the error messages.
+FASHION_MNIST_HOW_TO = (
+    "`make fashion-mnist` in a kerasreg checkout (as root on Debian/Ubuntu "
+    "it runs `apt-get install dataset-fashion-mnist`)"
+)
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
 _IDX_DTYPES = {
@@ -45,7 +56,7 @@ _IDX_DTYPES = {
 }
 
 
-def load(name, validation_split=0.1, seed=0):
+def load(name, validation_split=0.1, seed=0, data_dir=None):
     """Loads a dataset as training, validation and test splits.
 
     The images are float32 arrays scaled to [0, 1] with a trailing channel
@@ -61,12 +72,28 @@ def load(name, validation_split=0.1, seed=0):
       or `pip install scikit-learn`).
     - `"fashion_mnist"`: Zalando's Fashion-MNIST (60000 training, 10000 test
       images, 10 classes), shape `(N, 28, 28, 1)`, pixel values divided by 255.
-      The files are looked for, in order, in the Keras cache
-      (`~/.keras/datasets/fashion-mnist/`, or under `$KERAS_HOME`), then in the
-      Debian package `dataset-fashion-mnist`
-      (`/usr/share/datasets/fashion-mnist/`), and finally downloaded by
-      `keras.datasets.fashion_mnist.load_data()`. One line says which source
-      was used.
+      The four IDX files (`train-images-idx3-ubyte.gz`,
+      `train-labels-idx1-ubyte.gz`, `t10k-images-idx3-ubyte.gz`,
+      `t10k-labels-idx1-ubyte.gz`, each gzipped or not) are read from the
+      first of:
+
+      1. `data_dir`, when given;
+      2. else the folder named by the environment variable
+         `KERASREG_DATA_DIR`, when set;
+      3. else the Keras cache (`~/.keras/datasets/fashion-mnist/`, or
+         `$KERAS_HOME/datasets/fashion-mnist/`: where
+         `keras.datasets.fashion_mnist.load_data()` stores them), then the
+         files of the Debian package `dataset-fashion-mnist`
+         (`/usr/share/datasets/fashion-mnist/`; `make fashion-mnist`
+         installs it), then a download by
+         `keras.datasets.fashion_mnist.load_data()`.
+
+      A folder named by `data_dir` or `KERASREG_DATA_DIR` must hold the files
+      (directly or in a `fashion-mnist/` subfolder, so that the Keras cache's
+      `datasets/` folder or `/usr/share/datasets` work too): nothing else is
+      searched then, and a missing file is an error. One line says which
+      source was used; when none works, a `FileNotFoundError` names the
+      options.
 
     The training pool is shuffled with `seed`, then its first
     `int(validation_split * N)` examples become the validation set and the
@@ -78,9 +105,20 @@ def load(name, validation_split=0.1, seed=0):
             out for validation. Defaults to `0.1`.
         seed: Non-negative integer seeding the shuffle before the validation
             split. Defaults to `0`.
+        data_dir: String, path-like or `None`. Folder holding the dataset's
+            files (`"fashion_mnist"` only; `"digits"` reads no files). `None`
+            reads the environment variable `KERASREG_DATA_DIR`, then searches
+            the Keras cache and the Debian package, then downloads. Defaults
+            to `None`.
 
     Returns:
         `(x_train, y_train), (x_val, y_val), (x_test, y_test)`.
+
+    Raises:
+        FileNotFoundError: the dataset's files are nowhere to be found (the
+            message names the options).
+        OSError: the files in `data_dir` / `KERASREG_DATA_DIR` are not
+            readable IDX files.
 
     Example:
 
@@ -92,18 +130,18 @@ def load(name, validation_split=0.1, seed=0):
     assert len(x_train) + len(x_val) == 1438 and len(x_test) == 359
     ```
     """
-    splits, source = _load_with_source(name, validation_split, seed)
+    splits, source = _load_with_source(name, validation_split, seed, data_dir)
     print(f"kerasreg.datasets: {name} from {source}")
     return splits
 
 
-def _load_with_source(name, validation_split=0.1, seed=0):
+def _load_with_source(name, validation_split=0.1, seed=0, data_dir=None):
     """`load()` without the printing; also returns a description of the source."""
-    _validate(name, validation_split, seed)
+    _validate(name, validation_split, seed, data_dir)
     if name == "digits":
         (x_pool, y_pool), (x_test, y_test), source = _digits()
     else:
-        (x_pool, y_pool), (x_test, y_test), source = _fashion_mnist()
+        (x_pool, y_pool), (x_test, y_test), source = _fashion_mnist(data_dir)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x_pool))
     x_pool, y_pool = x_pool[order], y_pool[order]
@@ -116,7 +154,7 @@ def _load_with_source(name, validation_split=0.1, seed=0):
     return splits, source
 
 
-def _validate(name, validation_split, seed):
+def _validate(name, validation_split, seed, data_dir=None):
     if name not in DATASETS:
         raise ValueError(
             "Invalid value received for argument `name`. Expected one of "
@@ -126,6 +164,10 @@ def _validate(name, validation_split, seed):
         "validation_split", validation_split, 0, 1, closed=(True, False)
     )
     _checks.int_at_least("seed", seed, 0)
+    if data_dir is not None and (
+        not isinstance(data_dir, (str, os.PathLike)) or not os.fspath(data_dir)
+    ):
+        raise _checks.invalid("data_dir", data_dir, "a path to a folder or None")
 
 
 def _images(x, scale):
@@ -188,38 +230,98 @@ def _read_idx(path):
     return array.astype(dtype.newbyteorder("="))
 
 
-def _keras_cache_dirs():
-    """Where `keras.utils.get_file` may have stored Fashion-MNIST."""
+def _keras_cache_dir():
+    """Where `keras.datasets.fashion_mnist.load_data()` stores its files.
+
+    Mirrors Keras 3 (`keras.src.backend.config` and `keras.utils.get_file`):
+    `$KERAS_HOME`, else `~/.keras` (`/tmp/.keras` when the home folder is not
+    writable); `/tmp/.keras` again when that folder is not writable.
+    """
     if "KERAS_HOME" in os.environ:
-        homes = [os.environ["KERAS_HOME"]]
+        home = os.environ["KERAS_HOME"]
     else:
-        homes = [os.path.join(os.path.expanduser("~"), ".keras")]
-    homes.append(os.path.join("/tmp", ".keras"))
-    return [os.path.join(h, "datasets", "fashion-mnist") for h in homes]
+        base = os.path.expanduser("~")
+        home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+    home = os.path.expanduser(home)
+    if not os.access(home, os.W_OK):
+        tmp = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+        home = os.path.join(tmp, ".keras")
+    return os.path.join(home, "datasets", "fashion-mnist")
 
 
 def _fashion_mnist_local_sources():
-    """(description, directory) pairs searched before any download."""
-    sources = [(f"the Keras cache ({d})", d) for d in _keras_cache_dirs()]
-    sources.append(
+    """(description, directory) pairs searched, in order, before a download."""
+    cache = _keras_cache_dir()
+    return [
+        (f"the Keras cache ({cache})", cache),
         (
             "the Debian package dataset-fashion-mnist "
             f"({DEBIAN_FASHION_MNIST_DIR})",
             DEBIAN_FASHION_MNIST_DIR,
-        )
-    )
-    return sources
+        ),
+    ]
 
 
-def _read_fashion_mnist_dir(directory):
-    arrays = {
-        key: _read_idx(os.path.join(directory, fname))
-        for key, fname in FASHION_MNIST_FILES.items()
-    }
+def _fashion_mnist_paths(directory):
+    """Paths of the four files in `directory` (gzipped or raw), missing names."""
+    paths, missing = {}, []
+    for key, gz_name in FASHION_MNIST_FILES.items():
+        raw_name = gz_name[: -len(".gz")]
+        for fname in (gz_name, raw_name):
+            path = os.path.join(directory, fname)
+            if os.path.isfile(path):
+                paths[key] = path
+                break
+        else:
+            missing.append(f"{raw_name}[.gz]")
+    return paths, missing
+
+
+def _read_fashion_mnist(paths):
+    arrays = {key: _read_idx(path) for key, path in paths.items()}
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise ValueError(
+                f"The {split} images (shape {x.shape}) and labels (shape "
+                f"{y.shape}) do not match: expected (N, H, W) and (N,)."
+            )
     return (arrays["x_train"], arrays["y_train"]), (
         arrays["x_test"],
         arrays["y_test"],
     )
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _fashion_mnist_from(label, data_dir):
+    """Reads the files of a folder the caller named; no other place is tried."""
+    data_dir = os.path.expanduser(os.fspath(data_dir))
+    subdir = os.path.join(data_dir, "fashion-mnist")
+    paths, missing = _fashion_mnist_paths(data_dir)
+    if missing:
+        sub_paths, sub_missing = _fashion_mnist_paths(subdir)
+        if not sub_missing:
+            paths, missing, data_dir = sub_paths, [], subdir
+    if missing:
+        raise FileNotFoundError(
+            f"Fashion-MNIST was not found in {label}={data_dir!r}: missing "
+            f"{', '.join(missing)} there and in its fashion-mnist/ subfolder. "
+            f"Put the four IDX files there (gzipped or not), point {label} at "
+            "the folder holding them, or leave both data_dir and "
+            f"{DATA_DIR_ENV} unset to use the Keras cache, the Debian package "
+            f"dataset-fashion-mnist ({FASHION_MNIST_HOW_TO}) or a download."
+        )
+    try:
+        raw = _read_fashion_mnist(paths)
+    except (OSError, EOFError, ValueError) as e:
+        raise OSError(
+            f"The Fashion-MNIST files in {label}={data_dir!r} are not readable "
+            f"IDX files ({_one_line(e)})."
+        ) from e
+    return raw, f"{label} ({data_dir})"
 
 
 def _download_fashion_mnist():
@@ -228,35 +330,44 @@ def _download_fashion_mnist():
     return keras.datasets.fashion_mnist.load_data()
 
 
-def _fashion_mnist():
-    raw = None
-    for description, directory in _fashion_mnist_local_sources():
-        paths = [os.path.join(directory, f) for f in FASHION_MNIST_FILES.values()]
-        if all(os.path.isfile(p) for p in paths):
-            try:
-                raw, source = _read_fashion_mnist_dir(directory), description
-                break
-            except (OSError, EOFError, ValueError) as e:
-                reason = " ".join(str(e).split()) or type(e).__name__
-                print(
-                    f"kerasreg.datasets: skipping {description}: "
-                    f"unreadable files ({reason})"
-                )
-    if raw is None:
+def _fashion_mnist_search():
+    """The Keras cache, the Debian package, then a download."""
+    sources = _fashion_mnist_local_sources()
+    for description, directory in sources:
+        paths, missing = _fashion_mnist_paths(directory)
+        if missing:
+            continue
         try:
-            raw = _download_fashion_mnist()
-        except Exception as e:
-            reason = " ".join(str(e).split()) or type(e).__name__
-            raise FileNotFoundError(
-                "Fashion-MNIST was not found in the Keras cache "
-                f"({', '.join(_keras_cache_dirs())}) nor in "
-                f"{DEBIAN_FASHION_MNIST_DIR}, and the download failed "
-                f"({reason}). Install the Debian package "
-                "(`apt-get install dataset-fashion-mnist`) or allow network "
-                "access so that keras.datasets.fashion_mnist.load_data() can "
-                "download it."
-            ) from e
-        source = "a download by keras.datasets.fashion_mnist.load_data()"
+            return _read_fashion_mnist(paths), description
+        except (OSError, EOFError, ValueError) as e:
+            print(
+                f"kerasreg.datasets: skipping {description}: "
+                f"unreadable files ({_one_line(e)})"
+            )
+    try:
+        raw = _download_fashion_mnist()
+    except Exception as e:
+        searched = " nor in ".join(description for description, _ in sources)
+        raise FileNotFoundError(
+            f"Fashion-MNIST was not found in {searched}, and the download "
+            f"failed ({_one_line(e)}). Options: install the Debian package "
+            f"dataset-fashion-mnist ({FASHION_MNIST_HOW_TO}); pass "
+            f"`data_dir=` or set {DATA_DIR_ENV} to a folder holding the four "
+            "IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; gzipped or "
+            "not); or allow network access so that "
+            "keras.datasets.fashion_mnist.load_data() can download it."
+        ) from e
+    return raw, "a download by keras.datasets.fashion_mnist.load_data()"
+
+
+def _fashion_mnist(data_dir=None):
+    if data_dir is not None:
+        raw, source = _fashion_mnist_from("data_dir", data_dir)
+    elif os.environ.get(DATA_DIR_ENV):
+        raw, source = _fashion_mnist_from(DATA_DIR_ENV, os.environ[DATA_DIR_ENV])
+    else:
+        raw, source = _fashion_mnist_search()
     (x_train, y_train), (x_test, y_test) = raw
     return (
         (_images(x_train, 255.0), np.asarray(y_train, np.int32)),

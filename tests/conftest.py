@@ -1,11 +1,76 @@
-"""Shared test set-up: every test starts from the same seed and a clean session."""
+"""Shared test set-up: a hermetic session; every test starts from the same seed.
 
+Before keras is imported (Keras reads `KERAS_HOME` once, at import):
+
+- `KERAS_HOME` points at a fresh temporary folder, removed at exit, so that
+  a warm `~/.keras` (a downloaded dataset, a `keras.json`) cannot hide a
+  missing step; subprocesses (the examples) inherit it;
+- `KERASREG_DATA_DIR` is unset: a dataset is found only where a test puts it;
+- TensorFlow's C++ log is quieted (`TF_CPP_MIN_LOG_LEVEL=2`) unless set.
+
+Fixtures: `backend`; `write_fashion_mnist` (writes tiny Fashion-MNIST IDX
+files into a folder); `fashion_mnist_dir` (one such folder for the session,
+large enough for the examples' `--quick` runs).
+"""
+
+import atexit
+import gzip
 import os
+import shutil
+import struct
+import tempfile
 
+_KERAS_HOME = tempfile.mkdtemp(prefix="kerasreg-tests-keras-home-")
+atexit.register(shutil.rmtree, _KERAS_HOME, ignore_errors=True)
+os.environ["KERAS_HOME"] = _KERAS_HOME
+os.environ.pop("KERASREG_DATA_DIR", None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+# The names of the files of `keras.datasets.fashion_mnist` and of the Debian
+# package dataset-fashion-mnist (written out here, not taken from kerasreg).
+FASHION_MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte.gz",
+    "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz",
+    "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+def write_idx(path, array, type_code=0x08, gz=None):
+    """Writes `array` as an IDX file; gzipped when `path` ends with .gz."""
+    array = np.asarray(array)
+    gz = str(path).endswith(".gz") if gz is None else gz
+    header = bytes([0, 0, type_code, array.ndim])
+    header += struct.pack(">" + "i" * array.ndim, *array.shape)
+    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(payload)
+
+
+def write_fashion_mnist(directory, n_train=6, n_test=4, seed=0, gz=True):
+    """Writes the four Fashion-MNIST IDX files; returns the uint8 arrays.
+
+    Class `k`'s images have a bright band on rows `2k + 4 .. 2k + 6` over
+    dark noise, so a model can learn them. `gz=False` writes the files
+    unzipped (the names without `.gz`).
+    """
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = rng.integers(0, 64, (n, 28, 28)).astype(np.uint8)
+        for k in range(10):
+            x[y == k, 2 * k + 4 : 2 * k + 7, :] += 160
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
+    os.makedirs(directory, exist_ok=True)
+    for key, fname in FASHION_MNIST_FILES.items():
+        name = fname if gz else fname[: -len(".gz")]
+        write_idx(os.path.join(directory, name), arrays[key], gz=gz)
+    return arrays
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +83,21 @@ def _seed_everything():
 @pytest.fixture
 def backend():
     return keras.backend.backend()
+
+
+@pytest.fixture(name="write_fashion_mnist")
+def _write_fashion_mnist_fixture():
+    return write_fashion_mnist
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(tmp_path_factory):
+    """A folder of tiny Fashion-MNIST files for `KERASREG_DATA_DIR`.
+
+    2560 training images (with `validation_split=0.1`: 2304 training, 256
+    validation, what `examples/tune_fashion_mnist.py --quick` uses) and 256
+    test images.
+    """
+    directory = tmp_path_factory.mktemp("fashion-mnist")
+    write_fashion_mnist(directory, n_train=2560, n_test=256, seed=0)
+    return directory

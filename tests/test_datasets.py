@@ -33,20 +33,6 @@ def _write_idx(path, array, type_code=0x08, gz=True):
         f.write(payload)
 
 
-def _write_fake_fashion(directory, n_train=6, n_test=4, seed=0):
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "y_train": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "y_test": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-    os.makedirs(directory, exist_ok=True)
-    for key, fname in datasets.FASHION_MNIST_FILES.items():
-        _write_idx(os.path.join(directory, fname), arrays[key])
-    return arrays
-
-
 # --- digits ---------------------------------------------------------------
 
 
@@ -183,9 +169,11 @@ def test_read_idx_rejects_bad_files(tmp_path):
         datasets._read_idx(tmp_path / "short")
 
 
-def test_fashion_mnist_from_local_files(tmp_path, monkeypatch, capsys):
+def test_fashion_mnist_from_local_files(
+    tmp_path, monkeypatch, capsys, write_fashion_mnist
+):
     empty, full = tmp_path / "cache", tmp_path / "debian"
-    raw = _write_fake_fashion(full, n_train=10, n_test=4)
+    raw = write_fashion_mnist(full, n_train=10, n_test=4)
     monkeypatch.setattr(
         datasets,
         "_fashion_mnist_local_sources",
@@ -239,9 +227,11 @@ def test_fashion_mnist_not_found_names_the_options(tmp_path, monkeypatch):
     assert "\n" not in message
 
 
-def test_fashion_mnist_skips_unreadable_source(tmp_path, monkeypatch, capsys):
+def test_fashion_mnist_skips_unreadable_source(
+    tmp_path, monkeypatch, capsys, write_fashion_mnist
+):
     broken, good = tmp_path / "broken", tmp_path / "good"
-    _write_fake_fashion(good)
+    write_fashion_mnist(good)
     broken.mkdir()
     for fname in datasets.FASHION_MNIST_FILES.values():
         (broken / fname).write_bytes(b"not gzip")
@@ -276,3 +266,220 @@ def test_fashion_mnist_debian_package(monkeypatch):
     np.testing.assert_array_equal(counts, [6000] * 10)
     np.testing.assert_array_equal(np.bincount(y_te, minlength=10), [1000] * 10)
     assert x_tr.min() == 0.0 and x_tr.max() == 1.0
+
+
+# --- where fashion_mnist comes from: data_dir, KERASREG_DATA_DIR, the Keras
+# --- cache, the Debian package, a download (all on tiny files written here)
+
+
+def _no_download(monkeypatch):
+    def download():
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(datasets, "_download_fashion_mnist", download)
+
+
+def _check_arrays(splits, raw, validation_split=0.0, seed=0):
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = splits
+    n = len(raw["y_train"])
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(validation_split * n)
+    np.testing.assert_array_equal(
+        np.concatenate([y_va, y_tr]), raw["y_train"][order]
+    )
+    np.testing.assert_allclose(
+        np.concatenate([x_va, x_tr])[..., 0],
+        raw["x_train"][order] / 255.0,
+        rtol=1e-6,
+    )
+    assert len(x_va) == n_val
+    np.testing.assert_allclose(x_te[..., 0], raw["x_test"] / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(y_te, raw["y_test"])
+    assert x_tr.dtype == np.float32 and y_tr.dtype == np.int32
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "raw"])
+def test_fashion_mnist_from_data_dir(tmp_path, monkeypatch, capsys, gz,
+                                     write_fashion_mnist):
+    _no_download(monkeypatch)
+    raw = write_fashion_mnist(tmp_path / "fm", n_train=10, n_test=3, gz=gz)
+    splits = datasets.load(
+        "fashion_mnist", validation_split=0.2, seed=4, data_dir=tmp_path / "fm"
+    )
+    _check_arrays(splits, raw, validation_split=0.2, seed=4)
+    assert capsys.readouterr().out.splitlines() == [
+        f"kerasreg.datasets: fashion_mnist from data_dir ({tmp_path / 'fm'})"
+    ]
+
+
+def test_fashion_mnist_data_dir_may_hold_a_fashion_mnist_folder(
+    tmp_path, monkeypatch, capsys, write_fashion_mnist
+):
+    # The layouts of the Keras cache (~/.keras/datasets/fashion-mnist/) and
+    # of the Debian package (/usr/share/datasets/fashion-mnist/).
+    _no_download(monkeypatch)
+    raw = write_fashion_mnist(tmp_path / "datasets" / "fashion-mnist")
+    splits = datasets.load("fashion_mnist", 0.0, data_dir=str(tmp_path / "datasets"))
+    _check_arrays(splits, raw)
+    expected = tmp_path / "datasets" / "fashion-mnist"
+    assert f"fashion_mnist from data_dir ({expected})" in capsys.readouterr().out
+
+
+def test_fashion_mnist_from_environment_variable(
+    tmp_path, monkeypatch, capsys, write_fashion_mnist
+):
+    _no_download(monkeypatch)
+    raw = write_fashion_mnist(tmp_path / "env", seed=1)
+    other = write_fashion_mnist(tmp_path / "arg", seed=2)
+    monkeypatch.setenv("KERASREG_DATA_DIR", str(tmp_path / "env"))
+    _check_arrays(datasets.load("fashion_mnist", 0.0), raw)
+    assert (
+        f"fashion_mnist from KERASREG_DATA_DIR ({tmp_path / 'env'})"
+        in capsys.readouterr().out
+    )
+    # `data_dir` comes first.
+    splits = datasets.load("fashion_mnist", 0.0, data_dir=tmp_path / "arg")
+    _check_arrays(splits, other)
+    assert "from data_dir" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("via", ["data_dir", "KERASREG_DATA_DIR"])
+def test_named_folder_without_the_files_is_an_error(
+    tmp_path, monkeypatch, via, write_fashion_mnist
+):
+    # Only the named folder is searched: a full Keras cache is not used.
+    _no_download(monkeypatch)
+    write_fashion_mnist(tmp_path / "home" / "datasets" / "fashion-mnist")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    kwargs = {}
+    if via == "data_dir":
+        kwargs["data_dir"] = empty
+    else:
+        monkeypatch.setenv("KERASREG_DATA_DIR", str(empty))
+    with pytest.raises(FileNotFoundError) as info:
+        datasets.load("fashion_mnist", **kwargs)
+    message = str(info.value)
+    assert message.startswith(
+        f"Fashion-MNIST was not found in {via}={str(empty)!r}: missing "
+        "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
+        "t10k-labels-idx1-ubyte[.gz]"
+    )
+    assert "make fashion-mnist" in message and "\n" not in message
+
+
+def test_named_folder_with_unreadable_files(tmp_path, monkeypatch,
+                                            write_fashion_mnist):
+    _no_download(monkeypatch)
+    write_fashion_mnist(tmp_path)
+    # Labels cut short: the header says 4 test labels.
+    write_idx_bytes = b"\x00\x00\x08\x01\x00\x00\x00\x04ab"
+    os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(write_idx_bytes)
+    with pytest.raises(OSError, match="not readable IDX files.*Truncated"):
+        datasets.load("fashion_mnist", data_dir=tmp_path)
+
+
+def test_images_and_labels_must_match(tmp_path, monkeypatch, write_fashion_mnist):
+    write_fashion_mnist(tmp_path, n_train=6)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(5, np.uint8))
+    with pytest.raises(OSError, match=r"train images .*\(6, 28, 28\).*\(5,\)"):
+        datasets.load("fashion_mnist", data_dir=tmp_path)
+
+
+def test_fashion_mnist_from_the_keras_cache(tmp_path, monkeypatch, capsys,
+                                            write_fashion_mnist):
+    _no_download(monkeypatch)
+    cache = tmp_path / "keras-home" / "datasets" / "fashion-mnist"
+    raw = write_fashion_mnist(cache, seed=3)
+    write_fashion_mnist(tmp_path / "debian", seed=4)  # found later: unused
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "debian"))
+    _check_arrays(datasets.load("fashion_mnist", 0.0), raw)
+    assert capsys.readouterr().out.splitlines() == [
+        f"kerasreg.datasets: fashion_mnist from the Keras cache ({cache})"
+    ]
+
+
+def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch, capsys,
+                                               write_fashion_mnist):
+    # `dpkg -c dataset-fashion-mnist_*.deb`: the four gzipped files in
+    # /usr/share/datasets/fashion-mnist/.
+    _no_download(monkeypatch)
+    debian = tmp_path / "usr" / "share" / "datasets" / "fashion-mnist"
+    raw = write_fashion_mnist(debian, seed=5)
+    (tmp_path / "keras-home").mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", str(debian))
+    _check_arrays(datasets.load("fashion_mnist", 0.0), raw)
+    assert capsys.readouterr().out.splitlines() == [
+        "kerasreg.datasets: fashion_mnist from the Debian package "
+        f"dataset-fashion-mnist ({debian})"
+    ]
+
+
+def test_nothing_found_names_every_option(tmp_path, monkeypatch):
+    (tmp_path / "keras-home").mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "no"))
+    calls = []
+
+    def offline():
+        calls.append(1)
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(datasets, "_download_fashion_mnist", offline)
+    with pytest.raises(FileNotFoundError) as info:
+        datasets.load("fashion_mnist")
+    assert calls == [1]
+    message = str(info.value)
+    cache = tmp_path / "keras-home" / "datasets" / "fashion-mnist"
+    for words in (
+        f"the Keras cache ({cache})",
+        f"dataset-fashion-mnist ({tmp_path / 'no'})",
+        "(URL fetch failure: no network)",
+        "make fashion-mnist",
+        "apt-get install dataset-fashion-mnist",
+        "`data_dir=`",
+        "KERASREG_DATA_DIR",
+        "network access",
+    ):
+        assert words in message, words
+
+
+def test_keras_cache_is_where_keras_puts_files(tmp_path, write_fashion_mnist):
+    """`keras.utils.get_file` stores into the folder we search."""
+    import keras
+
+    source = tmp_path / "src"
+    write_fashion_mnist(source)
+    fname = datasets.FASHION_MNIST_FILES["y_test"]
+    path = keras.utils.get_file(
+        fname,
+        origin=(source / fname).as_uri(),
+        cache_subdir=os.path.join("datasets", "fashion-mnist"),
+    )
+    try:
+        assert os.path.dirname(path) == datasets._keras_cache_dir()
+        # The session's KERAS_HOME (tests/conftest.py), not ~/.keras.
+        assert path.startswith(os.environ["KERAS_HOME"])
+    finally:
+        os.remove(path)
+
+
+@pytest.mark.parametrize("data_dir", ["", 3, ["a"]])
+def test_bad_data_dir(data_dir):
+    with pytest.raises(ValueError) as info:
+        datasets.load("fashion_mnist", data_dir=data_dir)
+    assert str(info.value).startswith(
+        "Invalid value received for argument `data_dir`. Expected a path to "
+        f"a folder or None. Received: data_dir={data_dir!r}"
+    )
+
+
+def test_digits_ignores_data_dir(tmp_path):
+    a = datasets.load("digits", data_dir=tmp_path)
+    b = datasets.load("digits")
+    np.testing.assert_array_equal(a[2][1], b[2][1])
