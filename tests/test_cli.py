@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import types
@@ -8,11 +9,57 @@ import types
 import numpy as np
 import pytest
 
+import kerasreg_cli
 from kerasreg import cli
 from kerasreg import datasets
 from kerasreg import demo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAVY_MODULES = ("keras", "tensorflow", "jax", "kerasreg")
+
+
+def _entry_point():
+    """`module:function` of the `kerasreg` console script in pyproject.toml."""
+    with open(os.path.join(REPO, "pyproject.toml")) as f:
+        match = re.search(r'^kerasreg\s*=\s*"([\w.]+):(\w+)"', f.read(), re.M)
+    return match.group(1), match.group(2)
+
+
+# What pip writes as bin/kerasreg, plus a report of the heavy modules that
+# were imported by the time the process exits.
+_CONSOLE_SCRIPT = """\
+import atexit, json, sys
+def _report():
+    with open({report!r}, "w") as f:
+        json.dump([m for m in {heavy!r} if m in sys.modules], f)
+atexit.register(_report)
+from {module} import {function}
+sys.argv[0] = "kerasreg"
+sys.exit({function}())
+"""
+
+
+def _run_console_script(args, tmp_path, env=None):
+    """Runs `kerasreg ARGS` as installed; returns (result, heavy modules)."""
+    module, function = _entry_point()
+    report = tmp_path / "imported.json"
+    code = _CONSOLE_SCRIPT.format(
+        report=str(report), heavy=HEAVY_MODULES, module=module, function=function
+    )
+    env = dict(os.environ if env is None else env)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as on a fresh machine
+    env["PYTHONPATH"] = os.pathsep.join(
+        [REPO, *filter(None, [env.get("PYTHONPATH")])]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return result, json.loads(report.read_text())
 
 
 def _exit_code(argv):
@@ -69,20 +116,124 @@ def test_bad_option_one_line_and_exit_2(argv, words, capsys):
     assert captured.out == ""
 
 
-def test_bad_option_in_a_subprocess_has_no_traceback():
-    result = subprocess.run(
-        [sys.executable, "-m", "kerasreg", "demo", "--dataset", "mnist"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_console_script_points_outside_the_package():
+    # Importing anything inside `kerasreg` runs kerasreg/__init__.py, which
+    # imports keras.
+    module, function = _entry_point()
+    assert module.split(".")[0] != "kerasreg"
+    assert cli.main is kerasreg_cli.main is getattr(kerasreg_cli, function)
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["demo", "--help"], ["--version"], []],
+    ids=["help", "demo-help", "version", "no-command"],
+)
+def test_help_imports_no_keras(args, tmp_path):
+    result, imported = _run_console_script(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert imported == []  # none of keras, tensorflow, jax, kerasreg
+    assert result.stderr == ""
+    if args == ["--version"]:
+        import kerasreg
+
+        assert result.stdout == f"kerasreg {kerasreg.__version__}\n"
+    else:
+        assert result.stdout.startswith("usage: kerasreg")
+
+
+def test_bad_option_in_a_subprocess_has_no_traceback(tmp_path):
+    result, imported = _run_console_script(
+        ["demo", "--dataset", "mnist"], tmp_path
     )
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [
+    assert imported == []
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
         "kerasreg demo: error: argument --dataset: invalid choice: 'mnist' "
         "(choose from 'digits', 'fashion_mnist') (see `kerasreg demo --help`)"
     ]
+
+
+def test_data_error_in_a_subprocess_is_one_line(tmp_path):
+    """The library is imported (TensorFlow quiet), the data is missing."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    env = dict(os.environ, KERASREG_DATA_DIR=str(empty))
+    result, imported = _run_console_script(
+        ["demo", "--dataset", "fashion_mnist", "--quick", "--out", "o"],
+        tmp_path,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "keras" in imported and "kerasreg" in imported
+    assert result.stderr.splitlines() == [
+        "kerasreg demo: error: Fashion-MNIST was not found in "
+        f"KERASREG_DATA_DIR={str(empty)!r}: missing "
+        "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+        "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] there and "
+        "in its fashion-mnist/ subfolder. Put the four IDX files there "
+        "(gzipped or not), point KERASREG_DATA_DIR at the folder holding "
+        "them, or leave both data_dir and KERASREG_DATA_DIR unset to use the "
+        "Keras cache, the Debian package dataset-fashion-mnist (`make "
+        "fashion-mnist` in a kerasreg checkout (as root on Debian/Ubuntu it "
+        "runs `apt-get install dataset-fashion-mnist`)) or a download."
+    ]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("preset", [None, "0"])
+def test_demo_quiets_tensorflow_unless_the_user_chose(preset, monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        demo, "run", lambda **kw: seen.append(os.environ["TF_CPP_MIN_LOG_LEVEL"])
+    )
+    if preset is None:
+        monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    else:
+        monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", preset)
+    assert cli.main(["demo", "--quick"]) == 0
+    assert seen == ["2" if preset is None else preset]
+
+
+def _failing_stage(monkeypatch, error):
+    def stage(ctx):
+        raise error
+
+    monkeypatch.setattr(demo, "STAGES", [demo.Stage("failing", stage)])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("a bug"),
+        ValueError("a bug"),
+        KeyError("a bug"),
+        ImportError("cannot import name 'X'", name="kerasreg.callbacks"),
+    ],
+    ids=["RuntimeError", "ValueError", "KeyError", "ImportError-kerasreg"],
+)
+def test_a_bug_keeps_its_traceback(error, tmp_path, monkeypatch, capsys):
+    _failing_stage(monkeypatch, error)
+    with pytest.raises(type(error)) as info:
+        cli.main(["demo", "--quick", "--out", str(tmp_path)])
+    assert info.value is error
+    assert "error:" not in capsys.readouterr().err
+
+
+def test_missing_optional_dependency_is_one_line(tmp_path, monkeypatch, capsys):
+    error = ImportError("Needs keras-tuner: `pip install kerasreg[tuner]`.")
+    error.__cause__ = ModuleNotFoundError("No module", name="keras_tuner")
+    _failing_stage(monkeypatch, error)
+    assert cli.main(["demo", "--quick", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "kerasreg demo: error: Needs keras-tuner: `pip install kerasreg[tuner]`."
+    ]
+
+
+def test_interrupt_is_one_line(tmp_path, monkeypatch, capsys):
+    _failing_stage(monkeypatch, KeyboardInterrupt())
+    assert cli.main(["demo", "--quick", "--out", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.splitlines() == ["kerasreg demo: interrupted"]
 
 
 def test_dataset_not_found_one_line_exit_1(tmp_path, monkeypatch, capsys):
