@@ -7,6 +7,10 @@ a plot of the objective against each hyperparameter.
 
     python examples/tune_fashion_mnist.py --quick          # CPU, under a minute
     KERAS_BACKEND=jax python examples/tune_fashion_mnist.py  # GPU, full search
+
+Fashion-MNIST comes from `--data-dir` (or `$KERASREG_DATA_DIR`), else the Keras
+cache, the Debian package dataset-fashion-mnist (`make fashion-mnist`) or a
+download: see `kerasreg.datasets.load`.
 """
 
 import argparse
@@ -31,13 +35,15 @@ def enable_memory_growth():
             tf.config.experimental.set_memory_growth(gpu, True)
 
 
-def load_data(n_train, n_val, seed=0):
+def load_data(n_train, n_val, seed=0, data_dir=None):
     try:
         from kerasreg import datasets
     except ImportError:
         datasets = None
     if datasets is not None:
-        (x, y), (xv, yv), _ = datasets.load("fashion_mnist", validation_split=0.1, seed=seed)
+        (x, y), (xv, yv), _ = datasets.load(
+            "fashion_mnist", validation_split=0.1, seed=seed, data_dir=data_dir
+        )
     else:  # kerasreg.datasets not installed: Keras' own loader (may download).
         (x, y), _ = keras.datasets.fashion_mnist.load_data()
         x = (x.astype("float32") / 255.0)[..., None]
@@ -80,6 +86,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small subset, short stages")
     parser.add_argument("--out", default="tune_fashion_mnist", help="output directory")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the Fashion-MNIST IDX files (default: "
+        "$KERASREG_DATA_DIR, the Keras cache, the Debian package, a download)",
+    )
     args = parser.parse_args(argv)
     enable_memory_growth()
     keras.utils.set_random_seed(args.seed)
@@ -91,7 +103,7 @@ def main(argv=None):
         n_train, n_val, stages, top_k = 512, 256, ((2, 1), (1, 2)), 2
     else:
         n_train, n_val, stages, top_k = 54000, 6000, ((30, 1), (10, 5), (5, 20)), 5
-    (x, y), (xv, yv) = load_data(n_train, n_val, args.seed)
+    (x, y), (xv, yv) = load_data(n_train, n_val, args.seed, args.data_dir)
     # Keras Tuner clears the Keras session before building each trial's model
     # (Tuner._try_build), so memory does not grow from trial to trial.
     tuner = kerasreg.CoarseToFine(

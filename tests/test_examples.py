@@ -4,6 +4,9 @@ Each `examples/*.py` (and `examples/*.sh`) found is run in a subprocess with
 `--quick`, plus `--out <tmp folder>` when its source mentions `--out` (it must
 then write something there), from a temporary working directory, with this
 checkout's `kerasreg` first on `PYTHONPATH` and the current `KERAS_BACKEND`.
+Fashion-MNIST is the session's tiny fixture (`fashion_mnist_dir` in
+tests/conftest.py, through `KERASREG_DATA_DIR`), and Keras' cache is the
+session's empty temporary `KERAS_HOME`: nothing comes from the machine.
 Select or skip them with `-m example` / `-m "not example"`.
 
 Per-example time limit: `DEFAULT_TIMEOUT_S`, or the number on a line
@@ -37,8 +40,9 @@ def _examples():
     )
 
 
-def _environment():
+def _environment(fashion_mnist_dir):
     env = dict(os.environ)
+    env["KERASREG_DATA_DIR"] = str(fashion_mnist_dir)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO), *filter(None, [env.get("PYTHONPATH")])]
     )
@@ -53,7 +57,7 @@ def _environment():
 
 @pytest.mark.example
 @pytest.mark.parametrize("script", _examples(), ids=lambda p: p.name)
-def test_example_runs_quick(script, tmp_path):
+def test_example_runs_quick(script, tmp_path, fashion_mnist_dir):
     source = script.read_text()
     launcher = [sys.executable] if script.suffix == ".py" else ["bash"]
     command = [*launcher, str(script), "--quick"]
@@ -69,7 +73,7 @@ def test_example_runs_quick(script, tmp_path):
         result = subprocess.run(
             command,
             cwd=work,
-            env=_environment(),
+            env=_environment(fashion_mnist_dir),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -85,6 +89,16 @@ def test_example_runs_quick(script, tmp_path):
         assert out.is_dir() and any(out.iterdir()), (
             f"{script.name} accepts --out but wrote nothing there"
         )
+    # Fashion-MNIST, when used, came from the fixture.
+    sources = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith("kerasreg.datasets: fashion_mnist from")
+    ]
+    for line in sources:
+        assert line.endswith(f"from KERASREG_DATA_DIR ({fashion_mnist_dir})")
+    if "tune_fashion_mnist" in source:
+        assert sources, f"{script.name} printed no Fashion-MNIST source"
 
 
 def test_examples_are_found():
