@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Tests run in parallel processes (pytest-xdist), one per core, at most 4.
 PYTEST := -m pytest -q -n auto --maxprocesses=4
 
-.PHONY: demo test test-tensorflow test-jax bench clean
+.PHONY: demo test test-tensorflow test-jax bench fashion-mnist clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,35 @@ test-jax: $(VENV)/.installed
 bench: $(VENV)/.installed
 	KERAS_BACKEND=tensorflow $(PY) benchmarks/run.py
 	KERAS_BACKEND=jax $(PY) benchmarks/run.py
+
+# The real Fashion-MNIST (`kerasreg.datasets.load("fashion_mnist")`, the
+# `--dataset fashion_mnist` runs): the Debian/Ubuntu package
+# dataset-fashion-mnist, installed with apt-get when run as root; otherwise
+# prints what to do. The tests never need it.
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+fashion-mnist:
+	@cache="$${KERAS_HOME:-$$HOME/.keras}/datasets/fashion-mnist"; \
+	if [ -f $(FASHION_MNIST_DIR)/t10k-labels-idx1-ubyte.gz ]; then \
+		echo "Fashion-MNIST is installed in $(FASHION_MNIST_DIR) (Debian package dataset-fashion-mnist)."; \
+	elif [ -f "$$cache/t10k-labels-idx1-ubyte.gz" ]; then \
+		echo "Fashion-MNIST is in the Keras cache ($$cache)."; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		set -e; \
+		apt-get update -q; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dataset-fashion-mnist; \
+		echo "Fashion-MNIST installed in $(FASHION_MNIST_DIR)."; \
+	else \
+		echo "Fashion-MNIST is not in $(FASHION_MNIST_DIR). Any one of these gets it:"; \
+		if command -v apt-get >/dev/null 2>&1; then \
+			echo "  sudo make fashion-mnist     (runs: apt-get install dataset-fashion-mnist)"; \
+		fi; \
+		echo "  let Keras download it once, into ~/.keras/datasets/fashion-mnist/ (needs network):"; \
+		echo "    $(PY) -c 'import keras; keras.datasets.fashion_mnist.load_data()'   (make demo creates $(VENV))"; \
+		echo "  or put its four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,"; \
+		echo "    t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in a folder and"; \
+		echo "    export KERASREG_DATA_DIR=/that/folder"; \
+		exit 1; \
+	fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info
