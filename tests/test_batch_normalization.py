@@ -12,20 +12,8 @@ from kerasreg.layers import BatchNormalization
 
 
 class BatchNormalizationLayerTest(testing.TestCase):
-    def test_keras_harness_vector(self):
-        self.run_layer_test(
-            BatchNormalization,
-            init_kwargs={"center": True, "scale": True},
-            call_kwargs={"training": True},
-            input_shape=(2, 3),
-            expected_output_shape=(2, 3),
-            expected_num_trainable_weights=2,
-            expected_num_non_trainable_weights=2,  # as Keras: no counter
-            expected_num_seed_generators=0,
-            expected_num_losses=0,
-            supports_masking=True,
-        )
-
+    # Keras' own harness cases for the default momentum (exactly Keras'
+    # weights) run in tests/test_keras_layer_tests.py; here the extra mode.
     def test_keras_harness_cumulative_image_regularized(self):
         self.run_layer_test(
             BatchNormalization,

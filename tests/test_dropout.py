@@ -12,21 +12,8 @@ from kerasreg.layers import Dropout
 
 
 class DropoutLayerTest(testing.TestCase):
-    def test_keras_harness_training(self):
-        self.run_layer_test(
-            Dropout,
-            init_kwargs={"rate": 0.2},
-            input_shape=(2, 3),
-            call_kwargs={"training": True},
-            expected_output_shape=(2, 3),
-            expected_num_trainable_weights=0,
-            expected_num_non_trainable_weights=0,
-            expected_num_seed_generators=1,
-            expected_num_losses=0,
-            supports_masking=True,
-            assert_built_after_instantiation=True,
-        )
-
+    # Keras' own harness case (rate=0.2, training=True) runs in
+    # tests/test_keras_layer_tests.py; here the Monte-Carlo mode.
     def test_keras_harness_mc_rank4_noise_shape(self):
         self.run_layer_test(
             Dropout,
