@@ -1,5 +1,7 @@
 """Tests for kerasreg.layers.BatchNormalization: numpy references, Keras harness."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -10,20 +12,8 @@ from kerasreg.layers import BatchNormalization
 
 
 class BatchNormalizationLayerTest(testing.TestCase):
-    def test_keras_harness_vector(self):
-        self.run_layer_test(
-            BatchNormalization,
-            init_kwargs={"center": True, "scale": True},
-            call_kwargs={"training": True},
-            input_shape=(2, 3),
-            expected_output_shape=(2, 3),
-            expected_num_trainable_weights=2,
-            expected_num_non_trainable_weights=3,  # + num_batches_tracked
-            expected_num_seed_generators=0,
-            expected_num_losses=0,
-            supports_masking=True,
-        )
-
+    # Keras' own harness cases for the default momentum (exactly Keras'
+    # weights) run in tests/test_keras_layer_tests.py; here the extra mode.
     def test_keras_harness_cumulative_image_regularized(self):
         self.run_layer_test(
             BatchNormalization,
@@ -36,7 +26,7 @@ class BatchNormalizationLayerTest(testing.TestCase):
             input_shape=(2, 4, 4, 3),
             expected_output_shape=(2, 4, 4, 3),
             expected_num_trainable_weights=2,
-            expected_num_non_trainable_weights=3,
+            expected_num_non_trainable_weights=3,  # + num_batches_tracked
             expected_num_seed_generators=0,
             expected_num_losses=2,
             supports_masking=True,
@@ -84,7 +74,7 @@ def test_moving_average_recurrence():
         moving_var = 0.9 * moving_var + 0.1 * x.var(axis=0)  # biased variance
     np.testing.assert_allclose(_np(layer.moving_mean), moving_mean, rtol=1e-5)
     np.testing.assert_allclose(_np(layer.moving_variance), moving_var, rtol=1e-5)
-    assert float(_np(layer.num_batches_tracked)) == 4.0
+    assert layer.num_batches_tracked is None  # only momentum=None counts
 
 
 def test_inference_formula():
@@ -107,7 +97,9 @@ def test_inference_formula():
     layer.trainable = False
     np.testing.assert_allclose(_np(layer(x, training=True)), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(_np(layer.moving_mean), mean, rtol=1e-6)
-    assert float(_np(layer.num_batches_tracked)) == 0.0
+    frozen = BatchNormalization(momentum=None, trainable=False)
+    frozen(x, training=True)
+    assert float(_np(frozen.num_batches_tracked)) == 0.0  # frozen: no count
 
 
 def test_cumulative_mode_is_mean_of_batch_statistics():
@@ -132,15 +124,20 @@ def test_reset_statistics_then_reestimate_after_switching_to_cumulative():
     layer.reset_statistics()
     np.testing.assert_array_equal(_np(layer.moving_mean), np.zeros(4))
     np.testing.assert_array_equal(_np(layer.moving_variance), np.ones(4))
-    assert float(_np(layer.num_batches_tracked)) == 0.0
+    assert layer.num_batches_tracked is None and len(layer.weights) == 4
     np.testing.assert_array_equal(_np(layer.gamma), np.full(4, 2.0))  # untouched
     layer.momentum = None  # re-estimate, e.g. after weight averaging
+    assert float(_np(layer.num_batches_tracked)) == 0.0  # created, at 0
+    assert layer.non_trainable_weights[-1] is layer.num_batches_tracked
     new = [rng.normal(-1.0, 0.5, (16, 4)).astype("float32") for _ in range(3)]
     for b in new:
         layer(b, training=True)
     np.testing.assert_allclose(
         _np(layer.moving_mean), np.mean([b.mean(axis=0) for b in new], axis=0), rtol=1e-5
     )
+    assert float(_np(layer.num_batches_tracked)) == 3.0
+    layer.reset_statistics()
+    assert float(_np(layer.num_batches_tracked)) == 0.0
 
 
 def test_reset_statistics_uses_initializers_and_unbuilt_is_noop():
@@ -293,3 +290,163 @@ def test_cumulative_with_renorm_is_rejected():
 def test_momentum_bounds_are_accepted():
     assert BatchNormalization(momentum=0).momentum == 0.0
     assert BatchNormalization(momentum=1).momentum == 1.0
+
+
+def _bn_model(layer_cls, momentum="default", seed=0):
+    """Conv -> BN -> Dense with fixed layer names (the files key weights by name)."""
+    kwargs = {} if momentum == "default" else {"momentum": momentum}
+    return keras.Sequential(
+        [
+            keras.Input((4, 4, 2)),
+            keras.layers.Conv2D(3, 3, padding="same", name="conv"),
+            layer_cls(name="bn", **kwargs),
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dense(2, name="head"),
+        ]
+    )
+
+
+def _train_a_little(model, seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(3):
+        model(rng.normal(2.0, 3.0, (6, 4, 4, 2)).astype("float32"), training=True)
+    return model
+
+
+def test_default_momentum_has_exactly_keras_weights():
+    ours = BatchNormalization()
+    theirs = keras.layers.BatchNormalization()
+    for layer in (ours, theirs):
+        layer.build((None, 5, 3))
+    describe = lambda layer: [  # noqa: E731
+        (v.name, tuple(v.shape), v.dtype, v.trainable) for v in layer.weights
+    ]
+    assert describe(ours) == describe(theirs)
+    assert [v.name for v in ours.weights] == ["gamma", "beta", "moving_mean", "moving_variance"]
+    assert len(ours.trainable_weights) == 2 and len(ours.non_trainable_weights) == 2
+    renorm = BatchNormalization(renorm=True)
+    keras_renorm = keras.layers.BatchNormalization(renorm=True)
+    for layer in (renorm, keras_renorm):
+        layer.build((None, 3))
+    assert describe(renorm) == describe(keras_renorm)
+    # The same training steps give the same values, weight by weight.
+    x = np.random.default_rng(8).normal(1.0, 2.0, (3, 8, 5, 3)).astype("float32")
+    for batch in x:
+        ours(batch, training=True)
+        theirs(batch, training=True)
+    for a, b in zip(ours.weights, theirs.weights):
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-6)
+    # Only the cumulative mode adds the counter, last.
+    cumulative = BatchNormalization(momentum=None)
+    cumulative.build((None, 3))
+    assert [v.name for v in cumulative.weights][-1] == "num_batches_tracked"
+    assert len(cumulative.weights) == 5
+
+
+@pytest.mark.parametrize("direction", ["keras_to_ours", "ours_to_keras"])
+def test_weights_move_between_keras_and_ours(direction, tmp_path):
+    source_cls, target_cls = (
+        (keras.layers.BatchNormalization, BatchNormalization)
+        if direction == "keras_to_ours"
+        else (BatchNormalization, keras.layers.BatchNormalization)
+    )
+    source = _train_a_little(_bn_model(source_cls), seed=9)
+    moving_mean = _np(source.get_layer("bn").moving_mean)
+    assert np.abs(moving_mean).max() > 0.01  # trained: not the initial zeros
+    x = np.random.default_rng(10).normal(size=(5, 4, 4, 2)).astype("float32")
+    expected = _np(source(x, training=False))
+
+    # set_weights / get_weights
+    target = _bn_model(target_cls)
+    target.set_weights(source.get_weights())
+    np.testing.assert_allclose(_np(target(x, training=False)), expected, rtol=1e-6)
+
+    # save_weights / load_weights (.weights.h5)
+    source.save_weights(tmp_path / "m.weights.h5")
+    target = _bn_model(target_cls)
+    target.load_weights(tmp_path / "m.weights.h5")
+    np.testing.assert_allclose(_np(target.get_layer("bn").moving_mean), moving_mean, rtol=1e-6)
+    np.testing.assert_allclose(_np(target(x, training=False)), expected, rtol=1e-6)
+
+    # a whole-model checkpoint (.keras) loads as weights into the other model
+    source.save(tmp_path / "m.keras")
+    target = _bn_model(target_cls)
+    target.load_weights(tmp_path / "m.keras")
+    np.testing.assert_allclose(_np(target(x, training=False)), expected, rtol=1e-6)
+
+
+def test_weights_with_and_without_counter_load_into_each_other(tmp_path):
+    # Saved with the counter (kerasreg 0.1.0 always saved one; momentum=None
+    # saves one) -> a default-momentum layer drops it.
+    cumulative = _train_a_little(_bn_model(BatchNormalization, momentum=None), seed=11)
+    assert float(_np(cumulative.get_layer("bn").num_batches_tracked)) == 3.0
+    cumulative.save_weights(tmp_path / "c.weights.h5")
+    x = np.random.default_rng(12).normal(size=(5, 4, 4, 2)).astype("float32")
+    expected = _np(cumulative(x, training=False))
+    target = _bn_model(BatchNormalization)
+    target.load_weights(tmp_path / "c.weights.h5")
+    assert target.get_layer("bn").num_batches_tracked is None
+    np.testing.assert_allclose(_np(target(x, training=False)), expected, rtol=1e-6)
+    # Saved without the counter (a Keras layer) -> a momentum=None layer,
+    # whose counter starts at 0: its first batch replaces the statistics.
+    plain = _train_a_little(_bn_model(keras.layers.BatchNormalization), seed=13)
+    plain.save_weights(tmp_path / "p.weights.h5")
+    target = _bn_model(BatchNormalization, momentum=None)
+    target.get_layer("bn").num_batches_tracked.assign(7.0)
+    target.load_weights(tmp_path / "p.weights.h5")
+    bn = target.get_layer("bn")
+    assert float(_np(bn.num_batches_tracked)) == 0.0
+    np.testing.assert_allclose(
+        _np(bn.moving_mean), _np(plain.get_layer("bn").moving_mean), rtol=1e-6
+    )
+
+
+@pytest.mark.slow
+def test_switch_to_cumulative_on_a_built_model_inside_fit():
+    # A model built with the default momentum, then switched: the counter is
+    # created at 0 and runs inside the re-compiled train step.
+    rng = np.random.default_rng(14)
+    x = rng.normal(-2.0, 0.5, (40, 3)).astype("float32")
+    y = rng.normal(size=(40, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), BatchNormalization(), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    model.fit(x, y, batch_size=10, epochs=1, verbose=0)
+    layer = model.layers[0]
+    assert len(model.weights) == 6
+    layer.reset_statistics()
+    layer.momentum = None
+    assert len(model.weights) == 7 and len(model.non_trainable_weights) == 3
+    model.compile("sgd", "mse")
+    model.fit(x, y, batch_size=10, epochs=1, shuffle=False, verbose=0)
+    batches = np.split(x, 4)
+    assert float(_np(layer.num_batches_tracked)) == 4.0
+    np.testing.assert_allclose(
+        _np(layer.moving_mean), np.mean([b.mean(axis=0) for b in batches], axis=0),
+        rtol=1e-5, atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("axis", ["x", None, 1.5, True, [1, 2]])
+def test_bad_axis(axis):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"Invalid value received for argument `axis`\. Expected an integer\. "
+            rf"Received: axis={re.escape(repr(axis))}"
+        ),
+    ):
+        BatchNormalization(axis=axis)
+
+
+def test_axis_accepts_what_keras_accepts():
+    assert BatchNormalization(axis=np.int64(1)).axis == 1
+    assert BatchNormalization(axis=2.0).axis == 2  # Keras: int(axis)
+
+
+def test_bad_momentum_assigned_later():
+    layer = BatchNormalization()
+    with pytest.raises(ValueError, match=r"argument `momentum`.*Received: momentum=2"):
+        layer.momentum = 2
+    renorm = BatchNormalization(renorm=True)
+    with pytest.raises(ValueError, match=r"argument `momentum`.*renorm=True"):
+        renorm.momentum = None

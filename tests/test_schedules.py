@@ -180,6 +180,132 @@ def test_keras_file_round_trip(name, make, ref, tmp_path):
     assert int(loaded.optimizer.iterations) == 1
 
 
+# Keras' parameterization, from Keras' documented formulas (float64)
+def np_keras_exp(t, lr0, steps, rate, staircase=False):
+    p = np.asarray(t, dtype="float64") / steps
+    return lr0 * rate ** (np.floor(p) if staircase else p)
+
+
+def np_keras_inv(t, lr0, steps, rate, staircase=False):
+    p = np.asarray(t, dtype="float64") / steps
+    return lr0 / (1 + rate * (np.floor(p) if staircase else p))
+
+
+KERAS_FORM = [
+    ("exp", S.ExponentialDecay, keras.optimizers.schedules.ExponentialDecay, np_keras_exp),
+    ("inv", S.InverseTimeDecay, keras.optimizers.schedules.InverseTimeDecay, np_keras_inv),
+]
+KERAS_ARGS = [  # (initial_learning_rate, decay_steps, decay_rate, staircase)
+    (0.1, 10, 0.5, False),
+    (0.1, 10, 0.5, True),
+    (0.05, 7, 0.96, True),
+    (0.3, 2.5, 1.7, False),  # float decay_steps, a growing rate
+    (1e-3, 1000, 0.1, False),
+]
+T_LONG = np.arange(0, 301)
+
+
+@pytest.mark.parametrize("kind,ours,theirs,ref", KERAS_FORM, ids=[c[0] for c in KERAS_FORM])
+@pytest.mark.parametrize("args", KERAS_ARGS, ids=lambda a: "-".join(map(str, a)))
+def test_keras_form_equals_keras_schedule(kind, ours, theirs, ref, args):
+    lr0, steps, rate, staircase = args
+    keras_schedule = theirs(lr0, steps, rate, staircase=staircase)
+    expected = ops.convert_to_numpy(keras_schedule(ops.convert_to_tensor(T_LONG)))
+    np.testing.assert_allclose(expected, ref(T_LONG, *args), rtol=1e-5)  # Keras' formula
+    by_keyword = ours(lr0, decay_steps=steps, decay_rate=rate, staircase=staircase)
+    positional = ours(lr0, steps, rate, staircase)  # Keras' positional order
+    mixed = ours(lr0, steps, decay_rate=rate, staircase=staircase)
+    for schedule in (by_keyword, positional, mixed):
+        assert schedule.k is None and schedule.decay_steps == steps
+        values = ops.convert_to_numpy(schedule(ops.convert_to_tensor(T_LONG)))
+        np.testing.assert_allclose(values, expected, rtol=1e-6, atol=0)
+        for t in (0, 1, 9, 10, 11, 150, 300):
+            assert float(schedule(t)) == pytest.approx(float(keras_schedule(t)), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind,ours,theirs,ref", KERAS_FORM, ids=[c[0] for c in KERAS_FORM])
+def test_keras_form_config_round_trips_both_ways(kind, ours, theirs, ref, tmp_path):
+    schedule = ours(0.1, decay_steps=10, decay_rate=0.5, staircase=True, name="d")
+    keras_schedule = theirs(0.1, decay_steps=10, decay_rate=0.5, staircase=True, name="d")
+    config = schedule.get_config()
+    assert config == keras_schedule.get_config()  # Keras' keys and values
+    for clone in (
+        ours.from_config(config),
+        ours.from_config(keras_schedule.get_config()),
+        keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule)),
+    ):
+        assert type(clone) is ours and clone.get_config() == config
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(clone(T)), ref(T, 0.1, 10, 0.5, True), rtol=1e-6
+        )
+    back = theirs.from_config(config)  # and ours loads into Keras' class
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(back(T)), ops.convert_to_numpy(schedule(T)), rtol=1e-6
+    )
+    # k form: its own keys, unchanged
+    k_form = ours(0.1, k=0.05, name="k")
+    assert k_form.get_config() == {"initial_learning_rate": 0.1, "k": 0.05, "name": "k"}
+    assert ours.from_config(k_form.get_config()).get_config() == k_form.get_config()
+    # inside an optimizer, through a .keras file
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(learning_rate=schedule), loss="mse")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras").optimizer._learning_rate
+    assert type(loaded) is ours and loaded.get_config() == config
+
+
+def test_keras_form_inside_compiled_optimizer_step():
+    schedule = S.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5, staircase=True)
+    rates = _per_step_rates_from_weights(schedule, 8)
+    # the optimizer's step counter is t = 0, 1, ... for the update it makes
+    np.testing.assert_allclose(rates, np_keras_exp(np.arange(8), 0.1, 3, 0.5, True), rtol=1e-6)
+
+
+def test_notes_form_positional_and_agreement_with_keras_form():
+    # The notes' positional form of earlier releases keeps its meaning.
+    for schedule in (S.ExponentialDecay(0.1, 0.05), S.ExponentialDecay(0.1, 0.05, "e")):
+        assert schedule.k == 0.05 and schedule.decay_steps is None
+        np.testing.assert_allclose(ops.convert_to_numpy(schedule(T)), np_exp(T, 0.1, 0.05), rtol=1e-6)
+    assert S.ExponentialDecay(0.1, 0.05, "e").name == "e"
+    assert S.InverseTimeDecay(0.1, 0.5).k == 0.5
+    # The two forms agree for k = -log(rate) / steps and k = rate / steps.
+    exp_k = S.ExponentialDecay(0.1, k=-math.log(0.5) / 10)
+    exp_keras = S.ExponentialDecay(0.1, 10, 0.5)
+    np.testing.assert_allclose(ops.convert_to_numpy(exp_k(T)), ops.convert_to_numpy(exp_keras(T)), rtol=1e-5)
+    inv_k = S.InverseTimeDecay(0.1, k=0.5 / 10)
+    inv_keras = S.InverseTimeDecay(0.1, 10, 0.5)
+    np.testing.assert_allclose(ops.convert_to_numpy(inv_k(T)), ops.convert_to_numpy(inv_keras(T)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [S.ExponentialDecay, S.InverseTimeDecay])
+@pytest.mark.parametrize(
+    "kwargs,received",
+    [
+        ({"k": 0.1, "decay_rate": 0.5}, "k=0.1, decay_rate=0.5"),
+        ({"k": 0.1, "decay_steps": 10, "decay_rate": 0.5}, "k=0.1, decay_steps=10, decay_rate=0.5"),
+        ({"k": 0.1, "staircase": True}, "k=0.1, staircase=True"),
+    ],
+)
+def test_k_with_keras_arguments_is_a_value_error(cls, kwargs, received):
+    with pytest.raises(ValueError, match=r"`k` .*cannot be combined with") as info:
+        cls(0.1, **kwargs)
+    assert str(info.value).endswith(f"Received: {received}")
+
+
+@pytest.mark.parametrize("cls", [S.ExponentialDecay, S.InverseTimeDecay])
+def test_missing_or_surplus_decay_arguments_are_type_errors(cls):
+    with pytest.raises(TypeError, match=r"either `k` .* or `decay_steps` and `decay_rate`"):
+        cls(0.1)
+    with pytest.raises(TypeError, match=r"missing argument `decay_rate`"):
+        cls(0.1, decay_steps=10)
+    with pytest.raises(TypeError, match=r"missing argument `decay_steps`"):
+        cls(0.1, decay_rate=0.5)
+    with pytest.raises(TypeError, match=r"multiple values for argument `decay_steps`"):
+        cls(0.1, 10, 0.5, decay_steps=10)
+    with pytest.raises(TypeError, match=r"at most 5 positional arguments"):
+        cls(0.1, 10, 0.5, False, "n", "extra")
+
+
 def test_top_level_exports():
     assert kerasreg.StepDecay is S.StepDecay
     assert kerasreg.CyclicCosine is S.CyclicCosine
@@ -199,6 +325,10 @@ BAD = [
     (lambda: S.ExponentialDecay(0.1, k=-0.1), "k", "k=-0.1"),
     (lambda: S.ExponentialDecay(-0.1, k=0.1), "initial_learning_rate", "initial_learning_rate=-0.1"),
     (lambda: S.InverseTimeDecay(0.1, k=-1), "k", "k=-1"),
+    (lambda: S.ExponentialDecay(0.1, 10, -0.5), "decay_rate", "decay_rate=-0.5"),
+    (lambda: S.InverseTimeDecay(0.1, 10, decay_rate="fast"), "decay_rate", "decay_rate='fast'"),
+    (lambda: S.ExponentialDecay(0.1, 10, 0.5, "yes"), "staircase", "staircase='yes'"),
+    (lambda: S.InverseTimeDecay(-1.0, 10, 0.5), "initial_learning_rate", "initial_learning_rate=-1.0"),
     (lambda: S.CyclicCosine(0.1, 10, 0), "n_cycles", "n_cycles=0"),
     (lambda: S.CyclicCosine(0.1, 10, 11), "n_cycles", "n_cycles=11"),
     (lambda: S.CyclicCosine(0.1, 0, 1), "total_steps", "total_steps=0"),
@@ -208,6 +338,18 @@ BAD = [
     (lambda: S.Warmup("fast", 3), "schedule", "schedule='fast'"),
     (lambda: S.Warmup(0.1, 3, start_learning_rate=-1.0), "start_learning_rate", "start_learning_rate=-1.0"),
 ]
+
+
+@pytest.mark.parametrize("cls", [S.ExponentialDecay, S.InverseTimeDecay])
+@pytest.mark.parametrize("decay_steps", [0, -10, None, "10"])
+def test_bad_decay_steps_uses_keras_wording(cls, decay_steps):
+    with pytest.raises((ValueError, TypeError)) as info:
+        cls(0.1, decay_steps=decay_steps, decay_rate=0.5)
+    if decay_steps is not None:  # None: missing (TypeError, tested above)
+        assert info.type is ValueError
+        assert str(info.value) == (
+            f"Argument `decay_steps` must be > 0. Received: decay_steps={decay_steps!r}"
+        )
 
 
 @pytest.mark.parametrize("make,arg,received", BAD)

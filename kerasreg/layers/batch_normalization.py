@@ -1,10 +1,21 @@
 """Batch normalization with a cumulative-average mode and a statistics reset."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from kerasreg import _checks
 from kerasreg._registry import register
+
+
+def _checked_momentum(momentum):
+    if momentum is None:
+        return None
+    if not _checks.is_real(momentum) or not 0 <= momentum <= 1:
+        raise _checks.invalid(
+            "momentum", momentum, "a float value in [0, 1], or None"
+        )
+    return float(momentum)
 
 
 @register
@@ -37,11 +48,18 @@ class BatchNormalization(keras.layers.BatchNormalization):
     re-estimating the statistics after averaging weights needs (as
     `torch.optim.swa_utils.update_bn` does): call `reset_statistics()`, set
     `momentum = None`, and run the training data through the model in
-    training mode once. The layer counts the training batches it has seen in
-    a non-trainable float32 variable `num_batches_tracked` (updated inside
-    the compiled step, exact up to 2**24 batches), which it always creates,
-    so an already built layer can switch to `momentum=None` later (re-compile
-    or re-trace the step function after changing `momentum`).
+    training mode once. In that mode the layer counts the training batches
+    it has seen in a non-trainable float32 variable `num_batches_tracked`
+    (updated inside the compiled step, exact up to 2**24 batches). With a
+    float `momentum` the layer has no counter and exactly the weights of
+    `keras.layers.BatchNormalization` (`gamma`, `beta`, `moving_mean`,
+    `moving_variance`, in Keras' order), so `set_weights`, `load_weights`
+    and `.keras` / `.weights.h5` files move freely between the two. A built
+    layer can still switch to `momentum=None` later: the counter is then
+    created, at 0 (re-compile or re-trace the step function after changing
+    `momentum`). Weights saved with the counter load into a layer without
+    it (the counter is dropped), and weights saved without it load into a
+    `momentum=None` layer (the counter starts at 0).
 
     The moving statistics and the counter are float32 variables under a
     mixed-precision policy (e.g. `"mixed_float16"`), and the statistics are
@@ -126,12 +144,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
         synchronized=False,
         **kwargs,
     ):
-        if momentum is not None:
-            if not _checks.is_real(momentum) or not 0 <= momentum <= 1:
-                raise _checks.invalid(
-                    "momentum", momentum, "a float value in [0, 1], or None"
-                )
-            momentum = float(momentum)
+        if not _checks.is_integer(axis) and not (
+            _checks.is_real(axis) and float(axis).is_integer()
+        ):
+            raise _checks.invalid("axis", axis, "an integer")
+        momentum = _checked_momentum(momentum)
         epsilon = _checks.positive_float("epsilon", epsilon)
         if momentum is None and renorm:
             raise ValueError(
@@ -159,11 +176,41 @@ class BatchNormalization(keras.layers.BatchNormalization):
             synchronized=synchronized,
             **kwargs,
         )
-        self.momentum = momentum
         self.num_batches_tracked = None
+        self.momentum = momentum
 
-    def build(self, input_shape):
-        super().build(input_shape)
+    @property
+    def momentum(self):
+        """Float in `[0, 1]`, or `None` for the cumulative average.
+
+        Can be changed on a built layer (re-compile, or re-trace the step
+        function, afterwards). Setting it to `None` on a built layer that has
+        no `num_batches_tracked` yet creates that counter at 0.
+        """
+        return self._momentum
+
+    @momentum.setter
+    def momentum(self, value):
+        value = _checked_momentum(value)
+        if value is None and getattr(self, "renorm", False):
+            raise ValueError(
+                "Invalid value received for argument `momentum`. "
+                "momentum=None (cumulative average) cannot be combined with "
+                "renorm=True. Received: momentum=None, renorm=True"
+            )
+        self._momentum = value
+        if value is None and self.built and self.num_batches_tracked is None:
+            # Keras locks a layer's state once it is built; it unlocks it the
+            # same way to add variables later (`Dense.quantize`).
+            locked = self._tracker.locked
+            self._tracker.unlock()
+            try:
+                self._add_counter()
+            finally:
+                if locked:
+                    self._tracker.lock()
+
+    def _add_counter(self):
         self.num_batches_tracked = self.add_weight(
             shape=(),
             name="num_batches_tracked",
@@ -173,20 +220,36 @@ class BatchNormalization(keras.layers.BatchNormalization):
             autocast=False,
         )
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.momentum is None:
+            self._add_counter()
+
     def call(self, inputs, training=None, mask=None):
         updating = bool(training) and self.trainable
         if self.momentum is not None or not updating:
             outputs = super().call(inputs, training=training, mask=mask)
         else:
-            if self.renorm:
-                raise ValueError(
-                    "momentum=None (cumulative average) cannot be combined "
-                    "with renorm=True."
-                )
             outputs = self._cumulative_call(inputs, mask)
-        if updating:
+        if updating and self.num_batches_tracked is not None:
             self.num_batches_tracked.assign(self.num_batches_tracked + 1.0)
         return outputs
+
+    def load_own_variables(self, store):
+        # Weights saved with the batch counter (kerasreg 0.1.0 always had
+        # one; a layer switched away from `momentum=None` keeps it) load into
+        # a layer without it, and weights saved without it (a Keras layer)
+        # load into a `momentum=None` layer, the counter at 0. The counter is
+        # always the last variable.
+        own = len(self.weights)
+        saved = len(store.keys())
+        counter = self.num_batches_tracked is not None
+        if not counter and saved == own + 1:
+            store = {str(i): store[str(i)] for i in range(own)}
+        elif counter and saved == own - 1:
+            store = {str(i): store[str(i)] for i in range(saved)}
+            store[str(saved)] = np.zeros((), "float32")
+        super().load_own_variables(store)
 
     def _cumulative_call(self, inputs, mask):
         # Training-mode call with `momentum=None`: as the parent's, except
@@ -227,7 +290,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
         Sets `moving_mean` and `moving_variance` back to the values of
         `moving_mean_initializer` and `moving_variance_initializer` (zeros
-        and ones by default) and `num_batches_tracked` to 0. With
+        and ones by default) and `num_batches_tracked`, if the layer has
+        one (`momentum=None`), to 0. With
         `renorm=True`, `renorm_mean`, `renorm_stddev` and `moving_stddev`
         are reset the same way (the standard deviations to the square root
         of the variance initializer). `gamma` and `beta` are not touched.
@@ -246,7 +310,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
         )
         self.moving_mean.assign(mean0)
         self.moving_variance.assign(var0)
-        self.num_batches_tracked.assign(0.0)
+        if self.num_batches_tracked is not None:
+            self.num_batches_tracked.assign(0.0)
         if self.renorm:
             self.moving_stddev.assign(ops.sqrt(var0))
             self.renorm_mean.assign(mean0)

@@ -2,6 +2,7 @@
 
 import keras
 
+from kerasreg import _checks
 from kerasreg._registry import register
 
 
@@ -65,6 +66,13 @@ class Dropout(keras.layers.Dropout):
     """
 
     def __init__(self, rate, noise_shape=None, seed=None, mc=False, **kwargs):
+        # Keras' own check (`not 0 <= rate <= 1`) fails with a bare
+        # TypeError for None or a string; same wording for every bad rate.
+        if not _checks.is_real(rate) or not 0 <= rate <= 1:
+            raise ValueError(
+                "Invalid value received for argument `rate`. Expected a "
+                f"float value between 0 and 1. Received: rate={rate!r}"
+            )
         if not isinstance(mc, bool):
             raise ValueError(
                 "Invalid value received for argument `mc`. "

@@ -12,7 +12,10 @@ al. 2017, "Snapshot Ensembles: Train 1, get M for free"):
 
 - step:         lr(t) = lr0 * drop_factor ** floor(t / drop_every)
 - exponential:  lr(t) = lr0 * exp(-k t)
+                or, in Keras' form, lr0 * decay_rate ** p, p = t / decay_steps
 - 1/t:          lr(t) = lr0 / (1 + k t)
+                or, in Keras' form, lr0 / (1 + decay_rate * p)
+                (Keras' `staircase=True`: p = floor(t / decay_steps))
 - cyclic cosine lr(t) = min + (lr0 - min) / 2 * (cos(pi * (t mod c) / c) + 1)
 - warmup:       lr(t) = start + (target - start) * t / w   for t < w
 """
@@ -42,6 +45,38 @@ def exponential_decay(t, initial_learning_rate, k):
 def inverse_time_decay(t, initial_learning_rate, k):
     """`initial_learning_rate / (1 + k * t)`."""
     return float(initial_learning_rate) / (1.0 + float(k) * _t(t))
+
+
+def _decay_periods(t, decay_steps, staircase):
+    """Keras' exponent `p = t / decay_steps`, floored when `staircase`."""
+    p = _t(t) / float(decay_steps)
+    return ops.floor(p) if staircase else p
+
+
+def exponential_decay_keras(
+    t, initial_learning_rate, decay_steps, decay_rate, staircase=False
+):
+    """`initial_learning_rate * decay_rate ** p`, `p = t / decay_steps`.
+
+    Keras' `keras.optimizers.schedules.ExponentialDecay`, computed with the
+    same float32 operations; `staircase=True` floors `p`. Equal to
+    `exponential_decay` with `k = -log(decay_rate) / decay_steps`.
+    """
+    p = _decay_periods(t, decay_steps, staircase)
+    return float(initial_learning_rate) * ops.power(float(decay_rate), p)
+
+
+def inverse_time_decay_keras(
+    t, initial_learning_rate, decay_steps, decay_rate, staircase=False
+):
+    """`initial_learning_rate / (1 + decay_rate * p)`, `p = t / decay_steps`.
+
+    Keras' `keras.optimizers.schedules.InverseTimeDecay`, computed with the
+    same float32 operations; `staircase=True` floors `p`. Equal to
+    `inverse_time_decay` with `k = decay_rate / decay_steps` (no staircase).
+    """
+    p = _decay_periods(t, decay_steps, staircase)
+    return float(initial_learning_rate) / (1.0 + float(decay_rate) * p)
 
 
 def cycle_length(total_steps, n_cycles):
