@@ -257,6 +257,7 @@ class WeightEMA(keras.callbacks.Callback):
         # A run is in progress from the start (no `assign` in the step).
         self._create_state(running="ones")
         self._lazy = True
+        self._has_average = True
         _in_step.add_variables(model, self, self._state_variables())
 
     def _state_variables(self):
