@@ -124,6 +124,14 @@ class ScheduleCallback(keras.callbacks.Callback):
     The optimizer must have been created with a float learning rate; one
     created with a schedule object is refused with a `ValueError`.
 
+    **Invalid rates.** Every value of the schedule is checked when it is
+    computed, before any step trains with it: a value that is not a real
+    number (a string such as `"0.1"`, `None`), negative, NaN or infinite
+    raises a `ValueError` naming the value and its epoch or step. Per
+    epoch, the check runs at the epoch's start; per step, the rates of the
+    whole epoch are computed (and checked, in numpy) at its start, so the
+    check costs nothing per step.
+
     Cost: with `unit="step"` the rates of a whole epoch are computed in one
     vectorized call at the start of the epoch, and setting one rate is a
     variable assignment (on jax, a re-attachment of the state `fit` carries,
@@ -136,8 +144,8 @@ class ScheduleCallback(keras.callbacks.Callback):
             as `kerasreg.schedules.StepDecay`) or any `callable(t) -> float`
             taking the integer `t`.
         unit: `"epoch"` or `"step"`: what `t` counts. Defaults to `"epoch"`.
-        verbose: Integer. 0: quiet, 1: print the rate at each epoch start.
-            Defaults to `0`.
+        verbose: Integer >= 0. 0: quiet, 1: print the rate at each epoch
+            start. Defaults to `0`.
 
     Example:
 

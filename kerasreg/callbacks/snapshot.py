@@ -8,7 +8,8 @@ Design notes
   shifted onto the steps of the current `fit` call: `total_steps =
   epochs * steps_per_epoch` and the position `t` of a step is
   `optimizer.iterations - offset`. The offset is derived at the first epoch
-  of each `fit` as `iterations - initial_epoch * steps_per_epoch`, from
+  of each `fit` as `iterations - initial_epoch * steps_per_epoch` (for a
+  resumed run, see below), from
   state that `BackupAndRestore` restores (the optimizer's `iterations` and
   the initial epoch), so a resumed run continues the schedule exactly.
   Rates are set by `ScheduleCallback` (a cheap per-step write, even on jax).
@@ -20,15 +21,31 @@ Design notes
 * **Snapshots survive a resume.** They are kept in Keras variables or files,
   never only in Python attributes: with `snapshot_dir`, one
   `snapshot_<i>.weights.h5` per snapshot plus `snapshots.json` (the steps at
-  which they were taken and the model's config, enough to rebuild them in
-  another process); otherwise, in non-trainable variables (one copy of the
-  model's float variables per snapshot, a counter and the steps) that the
-  optimizer tracks while `fit` runs, as `WeightEMA` does, so that
-  `model.save_weights`, hence `BackupAndRestore`, saves them. At the first
-  epoch of a `fit`, snapshots taken at steps before its start position are
-  kept (a resumed run), the others dropped (a fresh run starts at 0).
+  which they were taken and the model's config without its compile config,
+  enough to rebuild them in another process); otherwise, in non-trainable
+  variables (one copy of the model's float variables per snapshot, a counter
+  and the steps) that the optimizer tracks while `fit` runs, through the
+  in-step seam shared with `WeightEMA` (`kerasreg/callbacks/_in_step.py`),
+  so that `model.save_weights`, hence `BackupAndRestore`, saves them. For a
+  model that its first train step builds (a `Sequential` without
+  `keras.Input` on tensorflow) they are created after that step.
   `SnapshotEnsemble` gives the callback its own variables instead, so that
   they are saved with the model.
+* **Resumed run or new run.** At the first epoch `k` of a `fit`, the run is
+  *resumed* when `k > 0` and the store holds exactly the snapshots that the
+  schedule over `epochs * steps_per_epoch` steps takes before step
+  `k * steps_per_epoch` (`BackupAndRestore`, or `load_weights` and then
+  `fit(initial_epoch=k)` after an interruption): positions count from the
+  run's start and those snapshots are kept. Otherwise the `fit` is a *new
+  run* over its own steps, `(epochs - k) * steps_per_epoch`: `k = 0`, or the
+  usual Keras continuation `fit(epochs=2)` then `fit(epochs=4,
+  initial_epoch=2)`, which trains on with a new set of cycles: the rate
+  starts again from `initial_learning_rate` and new snapshots replace the
+  previous run's. No rate exceeds the schedule's (the `ReduceLROnPlateau`
+  scale is capped at 1).
+* **Snapshots are uncompiled models**, cloned with
+  `kerasreg._cloning.clone_uncompiled` (unregistered losses and custom
+  layers work).
 
 Known limits: with `steps_per_execution > 1` the batch hooks run once per
 execution, so a snapshot is taken at the end of the execution that contains
@@ -36,9 +53,10 @@ the cycle end. `BackupAndRestore(save_freq=<int>)` restores a mid-epoch
 state but Keras restarts that epoch from its first batch; the schedule
 position is derived per epoch, so exact resumption needs epoch backups
 (the default `save_freq="epoch"`). Used alone, the callback detaches its
-variables from the optimizer at `on_train_end`; if `fit` is interrupted by
-an exception, Keras calls no `on_train_end` and they stay tracked (so a
-backup taken later includes them), as with `WeightEMA`.
+variables from the optimizer at `on_train_end`; if `fit` is interrupted,
+Keras calls no `on_train_end` and the seam detaches them at the next
+contact (the next `fit`, or a save or load outside `fit`), so a model saved
+after an interrupted `fit` holds none of them.
 """
 
 import json
@@ -300,7 +318,17 @@ class SnapshotCallback(ScheduleCallback):
     `keras.callbacks.BackupAndRestore` a resumed `fit` continues the same
     schedule and keeps the snapshots already taken (they are saved with the
     optimizer's state, or in `snapshot_dir`), so the result equals an
-    uninterrupted run. See the module notes for the details.
+    uninterrupted run. Any other `fit` is a new run over the steps of that
+    call: a `fit` from epoch 0, or `fit(epochs=4, initial_epoch=2)` after a
+    finished `fit(epochs=2)` (the usual Keras way to continue) lays
+    `n_snapshots` new cycles over its `(4 - 2) * steps_per_epoch` steps,
+    starts again from `initial_learning_rate` and replaces the previous
+    snapshots; `snapshot_steps` count from the start of that call. See the
+    module notes for the details.
+
+    The snapshots are new, uncompiled models. The model may be unbuilt (a
+    `Sequential` without `keras.Input`). An interrupted `fit` leaves nothing
+    of this callback in the optimizer once the model is saved or fit again.
 
     The optimizer must be created with a float learning rate (a schedule
     object is refused, as by `ScheduleCallback`). The number of steps per
@@ -315,7 +343,7 @@ class SnapshotCallback(ScheduleCallback):
             of the cosine. Defaults to `0.0`.
         keep: Optional integer in `[1, n_snapshots]`: `snapshots` holds the
             last `keep` snapshots. Defaults to `None` (all).
-        snapshot_dir: Optional path. If set, each snapshot is written there
+        snapshot_dir: Optional path (string or `os.PathLike`). If set, each snapshot is written there
             as it is taken (`snapshot_<i>.weights.h5` and `snapshots.json`)
             and loaded from there when asked for; otherwise they are held in
             memory (Keras variables). Defaults to `None`.

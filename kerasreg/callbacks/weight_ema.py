@@ -9,13 +9,14 @@ callback does no per-batch Python work at all:
 
 * The shadow weights and two counters (steps since the start of the run and
   number of averaging updates done) are Keras variables **tracked by the
-  model's optimizer** for the duration of `fit`. On the jax backend the
+  model's optimizer** for the duration of `fit`, through the in-step seam
+  (`kerasreg/callbacks/_in_step.py`, shared with `SnapshotCallback`). On the jax backend the
   trainer threads `optimizer.variables` through the jit-compiled train step,
   so the shadows live in the compiled state like Adam's moments; on every
   backend `model.save_weights` (hence `BackupAndRestore`) stores them with the
   optimizer state, so an interrupted run resumes exactly.
-* At `on_train_begin` the model's `train_step` is wrapped and the train
-  function is rebuilt once (`make_train_function(force=True)`); the wrapped
+* At `on_train_begin` the seam wraps the model's `train_step` and rebuilds
+  the train function once (`make_train_function(force=True)`); the wrapped
   step runs the original step and then the average update in the same
   compiled function (`jax.jit` / `tf.function`). On jax the update is a pure
   function of the returned state (the optimizer's own `use_ema` can only see
@@ -32,9 +33,21 @@ callback does no per-batch Python work at all:
   replicas' weights are identical after the all-reduced step), with no
   cross-replica synchronisation inside the step.
 
-If `fit` is interrupted by an exception, the model keeps the wrapped train
-function until the next `fit` with this callback (or
-`model.make_train_function(force=True)`).
+* An unbuilt model (a `Sequential` without `keras.Input`, which the
+  tensorflow backend builds in the first train step, after
+  `on_train_begin`) gets its state inside that first step, while it is
+  traced: the model is built from the batch's shapes as Keras builds it,
+  then the optimizer, then the shadows, which the step sets to the weights
+  before its update when the step counter is 0. (On jax, Keras builds the
+  model before the callbacks run.)
+* If `fit` is interrupted (an exception in a callback, Ctrl-C), Keras calls
+  no `on_train_end`; the seam closes the run at the next contact: the next
+  `fit`/`evaluate`/`predict` with this callback, or a `model.save`,
+  `save_weights` or `load_weights` made outside `fit`. The model's own train
+  function is put back and the state is detached, so a model saved after an
+  interrupted `fit` holds no kerasreg variable and loads with its optimizer
+  state, and the next `fit` starts a fresh average (unless
+  `BackupAndRestore` restores the interrupted run).
 """
 
 import keras
@@ -94,8 +107,15 @@ class WeightEMA(keras.callbacks.Callback):
       `model.predict(..., callbacks=[ema])` after `fit` also run on the EMA
       weights of the last `fit` when `swap_on_evaluate=True`;
     - with `apply_at_end=True` the model keeps the EMA weights after `fit`;
-    - `averaged_model()` returns a new model holding the EMA weights and
-      `shadow_weights()` returns them as numpy arrays, whatever the above.
+    - `averaged_model()` returns a new, uncompiled model holding the EMA
+      weights (cloned without the compile config, so unregistered losses
+      and custom layers work) and `shadow_weights()` returns them as numpy
+      arrays, whatever the above.
+
+    An unbuilt model (a `Sequential` without `keras.Input`) works: its
+    average starts from the weights it is built with. After an interrupted
+    `fit`, the next `fit` starts a fresh average and a saved model holds no
+    state of this callback (see the module notes).
 
     Args:
         decay: Float in (0, 1). Decay `d` of the average. Defaults to

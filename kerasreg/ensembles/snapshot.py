@@ -136,13 +136,20 @@ class SnapshotEnsemble(keras.Model):
       schedule and keeps the snapshots taken, and equals an uninterrupted
       run). With `snapshot_dir`, they are written to disk as they are taken
       and loaded when needed instead.
+    - Any `fit` that does not resume a run is a new run over its own steps:
+      after `fit(epochs=2)`, the usual Keras continuation `fit(epochs=4,
+      initial_epoch=2)` lays `n_snapshots` new cycles over its 2 epochs,
+      the rate starting again from `initial_learning_rate` (never above
+      it), and its snapshots replace the previous ones (see
+      `kerasreg.callbacks.SnapshotCallback`).
 
     The optimizer given to `compile` must have a float learning rate (it is
     overwritten at every step).
 
     Args:
-        model: A Keras model ending in a softmax (or a sigmoid for one
-            output column).
+        model: A Keras model with one output, ending in a softmax (or a
+            sigmoid for one output column). A model with several outputs
+            is refused with a `ValueError`.
         n_snapshots: Integer >= 1. Number of cycles and snapshots.
             Defaults to `5`.
         initial_learning_rate: Float > 0. Rate at the start of each cycle.
