@@ -149,3 +149,32 @@ def test_recompute_batchnorm_bad_input():
     with pytest.raises(ValueError, match="argument `steps`"):
         recompute_batchnorm(model, x, steps=0)
     assert model.get_layer("bn1").momentum == 0.9
+
+
+def my_loss(y_true, y_pred):  # an ordinary, unregistered Python loss
+    return ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+
+class Shift(keras.layers.Layer):  # an unregistered custom layer
+    def build(self, input_shape):
+        self.shift = self.add_weight(shape=(input_shape[-1],),
+                                     initializer="random_normal")
+
+    def call(self, x):
+        return x + self.shift
+
+
+def test_average_weights_unregistered_loss_and_layer_uncompiled():
+    def make(seed):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((4,)), Shift(),
+                                  keras.layers.Dense(2)])
+        model.compile("sgd", my_loss)
+        return model
+
+    a, b = make(1), make(2)
+    averaged = average_weights([a, b])
+    assert not averaged.compiled
+    assert isinstance(averaged.layers[0], Shift)
+    for got, wa, wb in zip(_numpy(averaged), _numpy(a), _numpy(b)):
+        np.testing.assert_allclose(got, (wa + wb) / 2, rtol=1e-6, atol=1e-7)

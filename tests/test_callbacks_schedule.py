@@ -200,3 +200,45 @@ def test_bad_arguments():
         ScheduleCallback(S.StepDecay(0.1), unit="batch")
     with pytest.raises(ValueError, match=r"Invalid value received for argument `schedule`.*Received: schedule=0.1"):
         ScheduleCallback(0.1)
+
+
+class _Negative(keras.optimizers.schedules.LearningRateSchedule):
+    def __call__(self, step):
+        return -0.1 * ops.ones_like(ops.cast(step, "float32"))
+
+
+@pytest.mark.parametrize(
+    "schedule, unit, t, shown",
+    [
+        (lambda t: 0.1 if t < 2 else -1.0, "epoch", 2, "-1.0"),
+        (lambda t: 0.1 if t < 5 else float("nan"), "step", 5, "nan"),
+        (lambda t: "0.1", "epoch", 0, "'0.1'"),
+        (lambda t: None, "step", 0, "None"),
+        (_Negative(), "step", 0, "-0.1"),
+    ],
+)
+def test_invalid_rate_refused_before_training_on_it(schedule, unit, t, shown):
+    x, y = data(n=16)
+    model = linear_model()
+    steps = []
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append(float(ops.convert_to_numpy(
+                self.model.optimizer.learning_rate)))
+
+    with pytest.raises(ValueError) as info:
+        model.fit(x, y, epochs=4, batch_size=4, shuffle=False, verbose=0,
+                  callbacks=[ScheduleCallback(schedule, unit=unit), Count()])
+    message = str(info.value)
+    assert f"for {unit} {t}." in message
+    assert f"Received: schedule({t})={shown}" in message
+    # No step trained with it: the error came before (at the epoch start).
+    assert all(np.isfinite(r) and r > 0 for r in steps)
+    assert len(steps) == (4 * t if unit == "epoch" else 4 * (t // 4))
+
+
+@pytest.mark.parametrize("verbose", ["loud", -1, 0.5, None])
+def test_bad_verbose(verbose):
+    with pytest.raises(ValueError, match="argument `verbose`"):
+        ScheduleCallback(S.StepDecay(0.1), verbose=verbose)

@@ -439,3 +439,136 @@ def test_tf_data_and_class_weight():
     members = np.stack([m.predict(x, verbose=0) for m in se.snapshots])
     np.testing.assert_allclose(se.predict(x, verbose=0), members.mean(0),
                                atol=1e-6)
+
+
+# ---------------------------------------------------------------- issue 12
+
+
+def my_loss(y_true, y_pred):  # an ordinary, unregistered Python loss
+    return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+
+def test_callback_snapshots_uncompiled_with_unregistered_loss(tmp_path):
+    x, y = _data()
+    model = _mlp()
+    model.compile(keras.optimizers.SGD(0.1), my_loss)
+    recorder = _Recorder()
+    snap = SnapshotCallback(2, initial_learning_rate=0.2)
+    disk = SnapshotCallback(2, initial_learning_rate=0.2,
+                            snapshot_dir=tmp_path / "snaps")
+    model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0,
+              callbacks=[recorder, snap, disk])
+    assert snap.snapshot_steps == disk.snapshot_steps == [2, 5]
+    for snapshots in (snap.snapshots, disk.snapshots,
+                      [FileStore(str(tmp_path / "snaps")).load(i)
+                       for i in range(2)]):
+        assert [s.compiled for s in snapshots] == [False, False]
+        for snapshot, t in zip(snapshots, [2, 5]):
+            for got, want in zip(snapshot.get_weights(), recorder.after[t]):
+                np.testing.assert_array_equal(got, want)
+
+
+def test_callback_on_unbuilt_sequential():
+    x, y = _data(n=16)
+    model = keras.Sequential([
+        keras.layers.Dense(8, activation="relu"),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    assert not model.built
+    recorder = _Recorder()
+    snap = SnapshotCallback(2, initial_learning_rate=0.2)
+    model.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0,
+              callbacks=[recorder, snap])
+    assert snap.snapshot_steps == [3, 7]
+    for snapshot, t in zip(snap.snapshots, [3, 7]):
+        for got, want in zip(snapshot.get_weights(), recorder.after[t]):
+            np.testing.assert_array_equal(got, want)
+    assert len(model.optimizer.variables) == 2
+
+
+def test_interrupted_callback_fit_saves_a_clean_model(tmp_path):
+    import warnings
+
+    x, y = _data()
+    model = _mlp()
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9),
+                  "sparse_categorical_crossentropy")
+
+    class Raise(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0,
+                  callbacks=[SnapshotCallback(2), Raise()])
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    n_plain = 2 + len(model.trainable_variables)  # iterations, rate, momenta
+    assert len(model.optimizer.variables) == n_plain
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Skipping variable loading"
+        loaded = keras.saving.load_model(path)
+    assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == 2
+    for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
+                                      keras.ops.convert_to_numpy(b))
+
+
+class _Rates(keras.callbacks.Callback):
+    """The learning rate each step trained with."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.rates.append(float(keras.ops.convert_to_numpy(
+            self.model.optimizer.learning_rate)))
+
+
+def test_continue_with_initial_epoch_starts_a_new_run():
+    # fit(epochs=2), then the usual Keras continuation fit(epochs=4,
+    # initial_epoch=2): a new run over the 2 * 3 steps of that call.
+    x, y = _data()
+    se = SnapshotEnsemble(_mlp(), n_snapshots=2, initial_learning_rate=0.2)
+    se.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    first = _Rates()
+    se.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0,
+           callbacks=[first])
+    assert se.snapshot_steps == [2, 5]
+    rates, after = _Rates(), []
+
+    class Inner(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            after.append(self.model.model.get_weights())  # the wrapped model
+
+    recorder = Inner()
+    se.fit(x, y, epochs=4, initial_epoch=2, batch_size=16, shuffle=False,
+           verbose=0, callbacks=[rates, recorder])
+    expected = [float(CyclicCosine(0.2, 6, 2)(t)) for t in range(6)]
+    np.testing.assert_allclose(first.rates, expected, rtol=1e-6)
+    np.testing.assert_allclose(rates.rates, expected, rtol=1e-6)
+    assert max(rates.rates) <= 0.2 * (1 + 1e-6)
+    assert se.snapshot_steps == [2, 5]
+    for snapshot, t in zip(se.snapshots, [2, 5]):
+        for got, want in zip(snapshot.get_weights(), after[t]):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_two_output_model_refused():
+    inputs = keras.Input((6,))
+    a = keras.layers.Dense(3, activation="softmax", name="a")(inputs)
+    b = keras.layers.Dense(2, activation="softmax", name="b")(inputs)
+    model = keras.Model(inputs, [a, b])
+    with pytest.raises(ValueError, match=r"argument `model`.*2 outputs"):
+        SnapshotEnsemble(model)
+
+
+@pytest.mark.parametrize("bad", [123, "", ["dir"]])
+def test_bad_snapshot_dir(bad):
+    with pytest.raises(ValueError, match="argument `snapshot_dir`"):
+        SnapshotCallback(2, snapshot_dir=bad)
+    with pytest.raises(ValueError, match="argument `snapshot_dir`"):
+        SnapshotEnsemble(_mlp(), snapshot_dir=bad)

@@ -391,3 +391,161 @@ def test_mirrored_strategy_two_cpus():
         text=True, timeout=240,
     )
     assert "MIRRORED_OK" in result.stdout, result.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- issue 12
+
+
+def my_loss(y_true, y_pred):  # an ordinary, unregistered Python loss
+    return ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+
+class Scale(keras.layers.Layer):  # an unregistered custom layer
+    def __init__(self, init=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.init = init
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(
+            shape=(input_shape[-1],),
+            initializer=keras.initializers.Constant(self.init),
+        )
+
+    def call(self, x):
+        return x * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "init": self.init}
+
+
+def test_averaged_model_unregistered_loss_and_layer_is_uncompiled():
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((5,)), Scale(0.5), keras.layers.Dense(1)]
+    )
+    model.compile(keras.optimizers.SGD(0.05), my_loss)
+    ema = WeightEMA(decay=0.9)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[ema])
+    averaged = ema.averaged_model()
+    assert not averaged.compiled
+    assert isinstance(averaged.layers[0], Scale)
+    shadows = ema.shadow_weights()
+    for got, want in zip(_numpy(averaged), shadows):
+        np.testing.assert_array_equal(got, want)
+    scale, kernel, bias = shadows
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(averaged(x)), (x * scale) @ kernel + bias,
+        rtol=1e-5, atol=1e-6,
+    )
+
+
+def _unbuilt_model():
+    """Keras' SwapEMAWeights test model: no `keras.Input`, built by fit."""
+    model = keras.Sequential([
+        keras.layers.Dense(
+            3, kernel_initializer=keras.initializers.GlorotUniform(seed=1)
+        ),
+        keras.layers.Dense(
+            1, kernel_initializer=keras.initializers.GlorotUniform(seed=2)
+        ),
+    ])
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    return model
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_unbuilt_sequential_equals_numpy_recurrence(every):
+    x, y = _data()
+    initial = _unbuilt_model()
+    initial.build((None, 5))
+    start = _numpy(initial)  # the same seeded initial weights
+
+    class AfterBatches(keras.callbacks.Callback):
+        weights = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.weights.append(_numpy(self.model))
+
+    model = _unbuilt_model()
+    assert not model.built
+    recorder = AfterBatches()
+    ema = WeightEMA(decay=0.8, every=every)
+    model.fit(
+        x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+        callbacks=[recorder, ema],
+    )
+    assert len(recorder.weights) == 12
+    expected = _reference(
+        [start] + recorder.weights, [True] * 4, 0.8, every=every
+    )
+    for got, want in zip(ema.shadow_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # Detached after fit; a second fit starts afresh from the raw weights.
+    plain = _unbuilt_model()
+    plain.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert len(model.optimizer.variables) == len(plain.optimizer.variables)
+    recorder.weights = []
+    before = _numpy(model)
+    model.fit(
+        x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
+        callbacks=[recorder, ema],
+    )
+    expected = _reference(
+        [before] + recorder.weights, [True] * 4, 0.8, every=every
+    )
+    for got, want in zip(ema.shadow_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+class _RaiseAtBatch(keras.callbacks.Callback):
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise RuntimeError("interrupted")
+
+
+@pytest.mark.parametrize("save_first", [True, False])
+def test_interrupted_fit_leaves_no_state_behind(tmp_path, save_first):
+    import warnings
+
+    x, y = _data()
+    plain = _model()
+    plain.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    n_plain = len(plain.optimizer.variables)
+    model = _model()
+    ema = WeightEMA(decay=0.9)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(
+            x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+            callbacks=[ema, _RaiseAtBatch(1, 2)],
+        )
+    if save_first:
+        path = str(tmp_path / "m.keras")
+        model.save(path)
+        assert len(model.optimizer.variables) == n_plain
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "Skipping variable loading"
+            loaded = keras.saving.load_model(path)
+        assert len(loaded.optimizer.variables) == n_plain
+        assert int(ops.convert_to_numpy(loaded.optimizer.iterations)) == 9
+        for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):
+            np.testing.assert_array_equal(
+                ops.convert_to_numpy(a), ops.convert_to_numpy(b)
+            )
+    # The next fit with the same callback starts a fresh average.
+    recorder = Recorder()
+    model.fit(
+        x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
+        callbacks=[recorder, ema],
+    )
+    expected = _reference(recorder.weights, _averaged_mask(model), 0.9)
+    for got, want in zip(ema.shadow_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert len(model.optimizer.variables) == n_plain

@@ -5,6 +5,8 @@ import keras
 from keras import ops
 from keras.optimizers.schedules import LearningRateSchedule
 
+from kerasreg import _checks
+
 # Rates are evaluated for this many steps at once when the epoch length is
 # unknown (one vectorized schedule call instead of one per step).
 _CHUNK = 1024
@@ -122,6 +124,14 @@ class ScheduleCallback(keras.callbacks.Callback):
     The optimizer must have been created with a float learning rate; one
     created with a schedule object is refused with a `ValueError`.
 
+    **Invalid rates.** Every value of the schedule is checked when it is
+    computed, before any step trains with it: a value that is not a real
+    number (a string such as `"0.1"`, `None`), negative, NaN or infinite
+    raises a `ValueError` naming the value and its epoch or step. Per
+    epoch, the check runs at the epoch's start; per step, the rates of the
+    whole epoch are computed (and checked, in numpy) at its start, so the
+    check costs nothing per step.
+
     Cost: with `unit="step"` the rates of a whole epoch are computed in one
     vectorized call at the start of the epoch, and setting one rate is a
     variable assignment (on jax, a re-attachment of the state `fit` carries,
@@ -134,8 +144,8 @@ class ScheduleCallback(keras.callbacks.Callback):
             as `kerasreg.schedules.StepDecay`) or any `callable(t) -> float`
             taking the integer `t`.
         unit: `"epoch"` or `"step"`: what `t` counts. Defaults to `"epoch"`.
-        verbose: Integer. 0: quiet, 1: print the rate at each epoch start.
-            Defaults to `0`.
+        verbose: Integer >= 0. 0: quiet, 1: print the rate at each epoch
+            start. Defaults to `0`.
 
     Example:
 
@@ -168,9 +178,18 @@ class ScheduleCallback(keras.callbacks.Callback):
                 "Invalid value received for argument `unit`. Expected one of "
                 f'"epoch", "step". Received: unit={unit!r}'
             )
+        if isinstance(verbose, (bool, np.bool_)):
+            verbose = int(verbose)
+        if not _checks.is_integer(verbose) or verbose < 0:
+            raise _checks.invalid(
+                "verbose",
+                verbose,
+                "an integer >= 0 (0: quiet, 1: print the rate at each epoch "
+                "start)",
+            )
         self.schedule = schedule
         self.unit = unit
-        self.verbose = verbose
+        self.verbose = int(verbose)
         self._vectorized = isinstance(schedule, LearningRateSchedule)
         self._reset()
 
@@ -185,22 +204,49 @@ class ScheduleCallback(keras.callbacks.Callback):
 
     # -- schedule values -------------------------------------------------
 
+    def _invalid_rate(self, t, value):
+        return ValueError(
+            "Invalid learning rate returned by the schedule for "
+            f"{self.unit} {t}. Expected a finite float value >= 0. "
+            f"Received: schedule({t})={value!r}"
+        )
+
     def _scalar(self, t):
-        return float(ops.convert_to_numpy(self.schedule(int(t))))
+        """`schedule(t)` as a float; refuses anything but a real number."""
+        raw = self.schedule(int(t))
+        if raw is not None and not isinstance(raw, (str, bytes, bool, np.bool_)):
+            try:
+                value = np.asarray(ops.convert_to_numpy(raw))
+            except Exception:
+                value = None
+            if value is not None and value.size == 1 and value.dtype.kind in "fiu":
+                return float(value.reshape(()))
+        raise self._invalid_rate(int(t), raw)
 
     def _rates(self, start, count):
-        """`schedule(t)` for `t` in `[start, start + count)`, float64 numpy."""
+        """`schedule(t)` for `t` in `[start, start + count)`, float64 numpy.
+
+        Every value is checked (finite, >= 0) when computed, before training
+        uses it: once per epoch (or chunk of steps), in numpy.
+        """
         t = np.arange(start, start + count, dtype="int32")
+        values = None
         if self._vectorized:
             try:
-                values = ops.convert_to_numpy(self.schedule(t))
-                values = np.asarray(values, dtype="float64")
-                if values.shape == t.shape:
-                    return values
+                raw = np.asarray(ops.convert_to_numpy(self.schedule(t)))
+                if raw.shape == t.shape and raw.dtype.kind in "fiu":
+                    values = raw.astype("float64")
             except Exception:  # not element-wise: call it once per step
                 pass
-            self._vectorized = False
-        return np.array([self._scalar(s) for s in t], dtype="float64")
+            if values is None:
+                self._vectorized = False
+        if values is None:
+            values = np.array([self._scalar(s) for s in t], dtype="float64")
+        bad = ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise self._invalid_rate(int(t[i]), float(values[i]))
+        return values
 
     def _rate(self, t):
         i = t - self._cache_start

@@ -8,7 +8,8 @@ Design notes
   shifted onto the steps of the current `fit` call: `total_steps =
   epochs * steps_per_epoch` and the position `t` of a step is
   `optimizer.iterations - offset`. The offset is derived at the first epoch
-  of each `fit` as `iterations - initial_epoch * steps_per_epoch`, from
+  of each `fit` as `iterations - initial_epoch * steps_per_epoch` (for a
+  resumed run, see below), from
   state that `BackupAndRestore` restores (the optimizer's `iterations` and
   the initial epoch), so a resumed run continues the schedule exactly.
   Rates are set by `ScheduleCallback` (a cheap per-step write, even on jax).
@@ -20,15 +21,31 @@ Design notes
 * **Snapshots survive a resume.** They are kept in Keras variables or files,
   never only in Python attributes: with `snapshot_dir`, one
   `snapshot_<i>.weights.h5` per snapshot plus `snapshots.json` (the steps at
-  which they were taken and the model's config, enough to rebuild them in
-  another process); otherwise, in non-trainable variables (one copy of the
-  model's float variables per snapshot, a counter and the steps) that the
-  optimizer tracks while `fit` runs, as `WeightEMA` does, so that
-  `model.save_weights`, hence `BackupAndRestore`, saves them. At the first
-  epoch of a `fit`, snapshots taken at steps before its start position are
-  kept (a resumed run), the others dropped (a fresh run starts at 0).
+  which they were taken and the model's config without its compile config,
+  enough to rebuild them in another process); otherwise, in non-trainable
+  variables (one copy of the model's float variables per snapshot, a counter
+  and the steps) that the optimizer tracks while `fit` runs, through the
+  in-step seam shared with `WeightEMA` (`kerasreg/callbacks/_in_step.py`),
+  so that `model.save_weights`, hence `BackupAndRestore`, saves them. For a
+  model that its first train step builds (a `Sequential` without
+  `keras.Input` on tensorflow) they are created after that step.
   `SnapshotEnsemble` gives the callback its own variables instead, so that
   they are saved with the model.
+* **Resumed run or new run.** At the first epoch `k` of a `fit`, the run is
+  *resumed* when `k > 0` and the store holds exactly the snapshots that the
+  schedule over `epochs * steps_per_epoch` steps takes before step
+  `k * steps_per_epoch` (`BackupAndRestore`, or `load_weights` and then
+  `fit(initial_epoch=k)` after an interruption): positions count from the
+  run's start and those snapshots are kept. Otherwise the `fit` is a *new
+  run* over its own steps, `(epochs - k) * steps_per_epoch`: `k = 0`, or the
+  usual Keras continuation `fit(epochs=2)` then `fit(epochs=4,
+  initial_epoch=2)`, which trains on with a new set of cycles: the rate
+  starts again from `initial_learning_rate` and new snapshots replace the
+  previous run's. No rate exceeds the schedule's (the `ReduceLROnPlateau`
+  scale is capped at 1).
+* **Snapshots are uncompiled models**, cloned with
+  `kerasreg._cloning.clone_uncompiled` (unregistered losses and custom
+  layers work).
 
 Known limits: with `steps_per_execution > 1` the batch hooks run once per
 execution, so a snapshot is taken at the end of the execution that contains
@@ -36,9 +53,10 @@ the cycle end. `BackupAndRestore(save_freq=<int>)` restores a mid-epoch
 state but Keras restarts that epoch from its first batch; the schedule
 position is derived per epoch, so exact resumption needs epoch backups
 (the default `save_freq="epoch"`). Used alone, the callback detaches its
-variables from the optimizer at `on_train_end`; if `fit` is interrupted by
-an exception, Keras calls no `on_train_end` and they stay tracked (so a
-backup taken later includes them), as with `WeightEMA`.
+variables from the optimizer at `on_train_end`; if `fit` is interrupted,
+Keras calls no `on_train_end` and the seam detaches them at the next
+contact (the next `fit`, or a save or load outside `fit`), so a model saved
+after an interrupted `fit` holds none of them.
 """
 
 import json
@@ -50,6 +68,8 @@ from keras import ops
 from keras.optimizers.schedules import LearningRateSchedule
 
 from kerasreg import _checks
+from kerasreg._cloning import clone_uncompiled
+from kerasreg.callbacks import _in_step
 from kerasreg.callbacks.schedule import ScheduleCallback
 from kerasreg.schedules.cyclic_cosine import CyclicCosine
 
@@ -66,20 +86,22 @@ def snapshot_variables(model):
 
 
 def rebuild(template):
-    """A new, uncompiled model with `template`'s architecture."""
-    try:
-        return keras.models.clone_model(template)
-    except Exception:  # subclassed models: go through their config
-        return keras.saving.deserialize_keras_object(
-            keras.saving.serialize_keras_object(template)
-        )
+    """A new, uncompiled (and built, if `template` is) model with
+    `template`'s architecture (`kerasreg._cloning.clone_uncompiled`)."""
+    return clone_uncompiled(template)
+
+
+def model_config(model):
+    """The serialized model without its compile config (which may name
+    unregistered losses or metrics: snapshots are not compiled)."""
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)
+    return config
 
 
 def model_with_values(template, values):
     """A rebuilt `template` whose snapshot variables hold `values`."""
     model = rebuild(template)
-    if not model.built:
-        model.build_from_config(template.get_build_config())
     targets = snapshot_variables(model)
     if len(targets) != len(values):
         raise ValueError(
@@ -193,7 +215,7 @@ class FileStore:
         model.save_weights(self.file(index))
         if manifest.get("model") is None:
             try:
-                manifest["model"] = keras.saving.serialize_keras_object(model)
+                manifest["model"] = model_config(model)
                 json.dumps(manifest["model"])
             except Exception:  # rebuilt from a live template instead
                 manifest["model"] = None
@@ -208,11 +230,11 @@ class FileStore:
                     f"{self.directory} holds no model config to rebuild the "
                     "snapshots from; pass the model."
                 )
+            config = dict(config)
+            config.pop("compile_config", None)
             model = keras.saving.deserialize_keras_object(config)
         else:
             model = rebuild(template)
-            if not model.built:
-                model.build_from_config(template.get_build_config())
         model.load_weights(self.file(index))
         return model
 
@@ -233,6 +255,21 @@ class _Positioned(LearningRateSchedule):
 
     def get_config(self):
         return {}
+
+
+def check_snapshot_dir(snapshot_dir):
+    """`None` or a path (string or `os.PathLike`); returns `None` or a str."""
+    if snapshot_dir is None:
+        return None
+    if isinstance(snapshot_dir, (str, os.PathLike)):
+        path = os.fspath(snapshot_dir)
+        if isinstance(path, str) and path:
+            return path
+    raise _checks.invalid(
+        "snapshot_dir",
+        snapshot_dir,
+        "None or a directory path (a non-empty string or an `os.PathLike`)",
+    )
 
 
 def check_arguments(n_snapshots, initial_learning_rate, min_learning_rate, keep):
@@ -281,7 +318,17 @@ class SnapshotCallback(ScheduleCallback):
     `keras.callbacks.BackupAndRestore` a resumed `fit` continues the same
     schedule and keeps the snapshots already taken (they are saved with the
     optimizer's state, or in `snapshot_dir`), so the result equals an
-    uninterrupted run. See the module notes for the details.
+    uninterrupted run. Any other `fit` is a new run over the steps of that
+    call: a `fit` from epoch 0, or `fit(epochs=4, initial_epoch=2)` after a
+    finished `fit(epochs=2)` (the usual Keras way to continue) lays
+    `n_snapshots` new cycles over its `(4 - 2) * steps_per_epoch` steps,
+    starts again from `initial_learning_rate` and replaces the previous
+    snapshots; `snapshot_steps` count from the start of that call. See the
+    module notes for the details.
+
+    The snapshots are new, uncompiled models. The model may be unbuilt (a
+    `Sequential` without `keras.Input`). An interrupted `fit` leaves nothing
+    of this callback in the optimizer once the model is saved or fit again.
 
     The optimizer must be created with a float learning rate (a schedule
     object is refused, as by `ScheduleCallback`). The number of steps per
@@ -296,7 +343,7 @@ class SnapshotCallback(ScheduleCallback):
             of the cosine. Defaults to `0.0`.
         keep: Optional integer in `[1, n_snapshots]`: `snapshots` holds the
             last `keep` snapshots. Defaults to `None` (all).
-        snapshot_dir: Optional path. If set, each snapshot is written there
+        snapshot_dir: Optional path (string or `os.PathLike`). If set, each snapshot is written there
             as it is taken (`snapshot_<i>.weights.h5` and `snapshots.json`)
             and loaded from there when asked for; otherwise they are held in
             memory (Keras variables). Defaults to `None`.
@@ -334,18 +381,16 @@ class SnapshotCallback(ScheduleCallback):
         n_snapshots, keep = check_arguments(
             n_snapshots, initial_learning_rate, min_learning_rate, keep
         )
+        snapshot_dir = check_snapshot_dir(snapshot_dir)
         super().__init__(_Positioned(), unit="step", verbose=verbose)
         self.n_snapshots = n_snapshots
         self.initial_learning_rate = float(initial_learning_rate)
         self.min_learning_rate = float(min_learning_rate)
         self.keep = keep
-        self.snapshot_dir = (
-            None if snapshot_dir is None else os.fspath(snapshot_dir)
-        )
+        self.snapshot_dir = snapshot_dir
         self._store = None if snapshot_dir is None else FileStore(snapshot_dir)
         self._own_store = snapshot_dir is None  # created on the model
         self._store_owner = None
-        self._attached_to = None
         self._template = None
         self._offset = None
         self._ends = ()
@@ -370,42 +415,48 @@ class SnapshotCallback(ScheduleCallback):
         """The model whose weights are snapshot (the trained model)."""
         return self._model
 
+    def _create_store(self):
+        """Own variable store, created once per (built) model."""
+        model = self._model
+        if self._store_owner is model:
+            return False
+
+        def make(shape, dtype, name):
+            return keras.Variable(
+                initializer="zeros", shape=shape, dtype=dtype,
+                trainable=False, name=name,
+            )
+
+        self._store = VariableStore.create(model, self.n_snapshots, make)
+        self._store_owner = model
+        return True
+
     def _attach(self):
-        """Own variable store: created once per model, tracked by the
-        optimizer while `fit` runs (so that `save_weights` stores it)."""
+        """Own variable store: tracked by the optimizer while `fit` runs (so
+        that `save_weights`, hence `BackupAndRestore`, stores it), through
+        the in-step seam. For a model that its first train step builds
+        (tensorflow), the store is created after that step."""
         if not self._own_store:
             return True
         model = self._model
         optimizer = getattr(model, "optimizer", None)
-        if optimizer is None or not model.built:
+        if optimizer is None:
             return False
-        if not optimizer.built:
-            optimizer.build(model.trainable_variables)
-        if self._store_owner is not model:
-            self._detach()
+        if model.built:
+            if not optimizer.built:
+                optimizer.build(model.trainable_variables)
+            self._create_store()
+        variables = (
+            self._store.variables() if self._store_owner is model else []
+        )
+        return _in_step.attach(model, self, variables)
 
-            def make(shape, dtype, name):
-                return keras.Variable(
-                    initializer="zeros", shape=shape, dtype=dtype,
-                    trainable=False, name=name,
-                )
-
-            self._store = VariableStore.create(model, self.n_snapshots, make)
-            self._store_owner = model
-        if self._attached_to is not optimizer:
-            self._detach()
-            tracked = {id(v) for v in optimizer.variables}
-            for variable in self._store.variables():
-                if id(variable) not in tracked:
-                    optimizer._track_variable(variable)
-            self._attached_to = optimizer
-        return True
-
-    def _detach(self):
-        if self._attached_to is not None:
-            for variable in self._store.variables():
-                self._attached_to._tracker.untrack(variable)
-            self._attached_to = None
+    def _ensure_store(self):
+        if self._own_store and self._store_owner is not self._model:
+            self._create_store()
+            _in_step.add_variables(
+                self._model, self, self._store.variables()
+            )
 
     def set_model(self, model):
         super().set_model(model)
@@ -416,13 +467,13 @@ class SnapshotCallback(ScheduleCallback):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        if not self._attach():
-            raise ValueError(
-                "SnapshotCallback needs a compiled model; use it as a "
-                "`model.fit()` callback."
-            )
+        if self._own_store and not _in_step.is_attached(self._model, self):
+            if not self._attach():
+                raise ValueError(
+                    "SnapshotCallback needs a compiled model; use it as a "
+                    "`model.fit()` callback."
+                )
         steps = (self.params or {}).get("steps")
-        epochs = (self.params or {}).get("epochs")
         if not steps:
             raise ValueError(
                 "SnapshotCallback needs the number of steps per epoch to lay "
@@ -430,12 +481,18 @@ class SnapshotCallback(ScheduleCallback):
                 "generator of unknown length). Pass `steps_per_epoch=` to "
                 "`fit`."
             )
-        total = int(epochs) * int(steps)
+        self._epochs = int((self.params or {}).get("epochs"))
+        self._steps_per_epoch = int(steps)
+        self._offset = None
+        self._template = self._target()
+
+    def _cycles(self, total, what):
+        """The `CyclicCosine` over `total` steps; refuses a bad layout."""
         if self.n_snapshots > total:
             raise ValueError(
                 "Invalid value received for argument `n_snapshots`. Expected "
                 f"at most the number of training steps of this fit "
-                f"(epochs * steps_per_epoch = {epochs} * {steps} = {total}). "
+                f"({what} = {total}). "
                 f"Received: n_snapshots={self.n_snapshots}"
             )
         cyclic = CyclicCosine(
@@ -454,20 +511,46 @@ class SnapshotCallback(ScheduleCallback):
                 f"the number of steps, or train longer. Received: "
                 f"n_snapshots={self.n_snapshots}"
             )
+        return cyclic
+
+    def _lay_out(self, epoch):
+        """At the first epoch of a fit: resume the run or start a new one."""
+        steps, epochs = self._steps_per_epoch, self._epochs
+        iterations = int(ops.convert_to_numpy(self._model.optimizer.iterations))
+        start = epoch * steps
+        cyclic = self._cycles(
+            epochs * steps,
+            f"epochs * steps_per_epoch = {epochs} * {steps}",
+        )
+        taken = [] if self._store is None else self._store.steps
+        expected = [e for e in cyclic.cycle_end_steps if e < start]
+        if epoch == 0 or taken == expected:
+            # A fresh run, or the resumption of the run that took exactly
+            # the snapshots before `start` (BackupAndRestore, or
+            # `load_weights` then `initial_epoch`): positions count from
+            # the run's start.
+            self._offset = iterations - start
+            position = start
+        else:
+            # `initial_epoch=k` after a finished (or other) run: a new run
+            # over the steps of this call.
+            remaining = epochs - epoch
+            cyclic = self._cycles(
+                remaining * steps,
+                f"(epochs - initial_epoch) * steps_per_epoch = {remaining} * "
+                f"{steps}",
+            )
+            self._offset = iterations
+            position = 0
         self.schedule.cyclic = cyclic
-        self._ends = frozenset(ends)
-        self._offset = None
-        self._steps_per_epoch = int(steps)
-        self._template = self._target()
+        self.schedule.offset = self._offset
+        self._ends = frozenset(cyclic.cycle_end_steps)
+        if self._store is not None:
+            self._store.truncate(position)
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._offset is None:
-            # First epoch of this fit: fresh (epoch 0) or resumed.
-            iterations = int(ops.convert_to_numpy(self._model.optimizer.iterations))
-            start = epoch * self._steps_per_epoch
-            self._offset = iterations - start
-            self.schedule.offset = self._offset
-            self._store.truncate(start)
+            self._lay_out(epoch)
         super().on_epoch_begin(epoch, logs)
         self._checked = self._step0 - self._offset - 1
 
@@ -476,6 +559,8 @@ class SnapshotCallback(ScheduleCallback):
             self._scale = 1.0  # the first step of this fit's schedule
             return
         super()._update_scale(current, iterations, t_prev)
+        # Plateau cuts lower the rate; nothing raises it above the schedule.
+        self._scale = min(self._scale, 1.0)
 
     def on_train_batch_end(self, batch, logs=None):
         position = self._step0 + batch - self._offset
@@ -487,6 +572,7 @@ class SnapshotCallback(ScheduleCallback):
     def _take(self, t):
         if keras.backend.backend() == "jax":
             self._model.jax_state_sync()
+        self._ensure_store()
         if self._store.count >= self.n_snapshots:
             return
         self._store.write(t, self._target())
@@ -497,7 +583,8 @@ class SnapshotCallback(ScheduleCallback):
             )
 
     def on_train_end(self, logs=None):
-        self._detach()
+        if self._own_store:
+            _in_step.release(self._model, self)
 
     # ----------------------------------------------------------- results
 

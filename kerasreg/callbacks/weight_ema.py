@@ -9,13 +9,14 @@ callback does no per-batch Python work at all:
 
 * The shadow weights and two counters (steps since the start of the run and
   number of averaging updates done) are Keras variables **tracked by the
-  model's optimizer** for the duration of `fit`. On the jax backend the
+  model's optimizer** for the duration of `fit`, through the in-step seam
+  (`kerasreg/callbacks/_in_step.py`, shared with `SnapshotCallback`). On the jax backend the
   trainer threads `optimizer.variables` through the jit-compiled train step,
   so the shadows live in the compiled state like Adam's moments; on every
   backend `model.save_weights` (hence `BackupAndRestore`) stores them with the
   optimizer state, so an interrupted run resumes exactly.
-* At `on_train_begin` the model's `train_step` is wrapped and the train
-  function is rebuilt once (`make_train_function(force=True)`); the wrapped
+* At `on_train_begin` the seam wraps the model's `train_step` and rebuilds
+  the train function once (`make_train_function(force=True)`); the wrapped
   step runs the original step and then the average update in the same
   compiled function (`jax.jit` / `tf.function`). On jax the update is a pure
   function of the returned state (the optimizer's own `use_ema` can only see
@@ -32,16 +33,30 @@ callback does no per-batch Python work at all:
   replicas' weights are identical after the all-reduced step), with no
   cross-replica synchronisation inside the step.
 
-If `fit` is interrupted by an exception, the model keeps the wrapped train
-function until the next `fit` with this callback (or
-`model.make_train_function(force=True)`).
+* An unbuilt model (a `Sequential` without `keras.Input`, which the
+  tensorflow backend builds in the first train step, after
+  `on_train_begin`) gets its state inside that first step, while it is
+  traced: the model is built from the batch's shapes as Keras builds it,
+  then the optimizer, then the shadows, which the step sets to the weights
+  before its update when the step counter is 0. (On jax, Keras builds the
+  model before the callbacks run.)
+* If `fit` is interrupted (an exception in a callback, Ctrl-C), Keras calls
+  no `on_train_end`; the seam closes the run at the next contact: the next
+  `fit`/`evaluate`/`predict` with this callback, or a `model.save`,
+  `save_weights` or `load_weights` made outside `fit`. The model's own train
+  function is put back and the state is detached, so a model saved after an
+  interrupted `fit` holds no kerasreg variable and loads with its optimizer
+  state, and the next `fit` starts a fresh average (unless
+  `BackupAndRestore` restores the interrupted run).
 """
 
 import keras
 from keras import ops
 
 from kerasreg import _checks
+from kerasreg._cloning import clone_uncompiled
 from kerasreg._registry import register
+from kerasreg.callbacks import _in_step
 
 
 def _batchnorm_statistics(model):
@@ -92,8 +107,15 @@ class WeightEMA(keras.callbacks.Callback):
       `model.predict(..., callbacks=[ema])` after `fit` also run on the EMA
       weights of the last `fit` when `swap_on_evaluate=True`;
     - with `apply_at_end=True` the model keeps the EMA weights after `fit`;
-    - `averaged_model()` returns a new model holding the EMA weights and
-      `shadow_weights()` returns them as numpy arrays, whatever the above.
+    - `averaged_model()` returns a new, uncompiled model holding the EMA
+      weights (cloned without the compile config, so unregistered losses
+      and custom layers work) and `shadow_weights()` returns them as numpy
+      arrays, whatever the above.
+
+    An unbuilt model (a `Sequential` without `keras.Input`) works: its
+    average starts from the weights it is built with. After an interrupted
+    `fit`, the next `fit` starts a fresh average and a saved model holds no
+    state of this callback (see the module notes).
 
     Args:
         decay: Float in (0, 1). Decay `d` of the average. Defaults to
@@ -162,12 +184,10 @@ class WeightEMA(keras.callbacks.Callback):
         self._step = None  # steps since the start of the run
         self._count = None  # averaging updates done so far
         self._running = None  # 1 while a run is in progress (for resume)
-        self._attached_to = None  # optimizer currently tracking them
+        self._lazy = False  # state created inside the first train step
         self._has_average = False  # shadows hold a finished/ongoing average
         self._in_fit = False
         self._swapped = None
-        self._compiled = None  # (model's train fn, our train fn)
-        self._saved_train_function = None
 
     def get_config(self):
         return {
@@ -194,9 +214,9 @@ class WeightEMA(keras.callbacks.Callback):
             return contextlib.nullcontext()
         return strategy.scope()
 
-    def _new_variable(self, shape, dtype, name):
+    def _new_variable(self, shape, dtype, name, initializer="zeros"):
         return keras.Variable(
-            initializer="zeros",
+            initializer=initializer,
             shape=shape,
             dtype=dtype,
             trainable=False,
@@ -205,8 +225,8 @@ class WeightEMA(keras.callbacks.Callback):
             name=name,
         )
 
-    def _create_state(self):
-        model = self.model
+    def _create_state(self, running="zeros"):
+        model = self._model
         bn_ids = (
             _batchnorm_statistics(model)
             if self.include_batchnorm_statistics
@@ -227,44 +247,79 @@ class WeightEMA(keras.callbacks.Callback):
             self._step = self._new_variable((), "int32", "weight_ema_step")
             self._count = self._new_variable((), "int32", "weight_ema_count")
             self._running = self._new_variable(
-                (), "int32", "weight_ema_running"
+                (), "int32", "weight_ema_running", running
             )
         self._owner = model
         self._has_average = False
-        self._compiled = None
+        self._lazy = False
+
+    def _create_lazily(self, data):
+        """State for a model that its first train step builds (tensorflow).
+
+        Called while that step is traced: the model is built from the
+        batch's shapes (symbolically, as Keras builds it), the optimizer is
+        built, and the state is created and tracked. The shadows are set to
+        the weights inside the step, before its update (`_lazy`).
+        """
+        model = self._model
+        if not model.built:
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+            model(
+                keras.tree.map_structure(
+                    lambda t: keras.KerasTensor(
+                        tuple(t.shape), keras.backend.standardize_dtype(t.dtype)
+                    ),
+                    x,
+                )
+            )
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        # A run is in progress from the start (no `assign` in the step).
+        self._create_state(running="ones")
+        self._lazy = True
+        self._has_average = True
+        _in_step.add_variables(model, self, self._state_variables())
 
     def _state_variables(self):
         return self._shadows + [self._step, self._count, self._running]
 
-    def _attach(self):
-        """Makes the optimizer track (thread, save) the EMA state."""
-        optimizer = getattr(self.model, "optimizer", None)
-        if optimizer is None or not self.model.built:
-            return False
-        if not optimizer.built:
-            # As `BackupAndRestore` does: the optimizer state must exist
-            # before a backup can be restored into it.
-            with self._strategy_scope():
-                optimizer.build(self.model.trainable_variables)
-        if self._owner is not self.model:
-            self._create_state()
-        if self._attached_to is optimizer:
-            return True
-        self._detach()
-        tracked = {id(v) for v in optimizer.variables}
-        for variable in self._state_variables():
-            if id(variable) not in tracked:
-                optimizer._track_variable(variable)
-        self._attached_to = optimizer
-        return True
+    def _has_state(self):
+        return self._owner is self._model and self._step is not None
 
-    def _detach(self):
-        optimizer = self._attached_to
+    def _attach(self):
+        """Registers with the in-step seam; the optimizer tracks the state.
+
+        Returns False for a model without optimizer. An unbuilt model (a
+        `Sequential` without `keras.Input` on tensorflow, built by its first
+        train step) gets its state inside that step (`_create_lazily`).
+        """
+        model = self._model
+        optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
-            return
-        for variable in self._state_variables():
-            optimizer._tracker.untrack(variable)
-        self._attached_to = None
+            return False
+        if model.built:
+            if not optimizer.built:
+                # As `BackupAndRestore` does: the optimizer state must exist
+                # before a backup can be restored into it, and the optimizer's
+                # own variables come before ours.
+                with self._strategy_scope():
+                    optimizer.build(model.trainable_variables)
+            if self._owner is not model:
+                self._create_state()
+        variables = self._state_variables() if self._has_state() else []
+        return _in_step.attach(model, self, variables)
+
+    def _in_step_reset(self):
+        """The seam closed a `fit` that raised: the run is over."""
+        self._in_fit = False
+        if self._swapped is not None:
+            self._swap_out()
+        if self._running is not None:
+            self._running.assign(0)
+
+    @property
+    def _in_step_key(self):
+        return (id(self._shadows), self._lazy)
 
     def set_model(self, model):
         super().set_model(model)
@@ -373,7 +428,22 @@ class WeightEMA(keras.callbacks.Callback):
             self._count.assign(count)
             return ops.zeros((), "int32")
 
+        def copy():
+            for s, v in zip(self._shadows, self._averaged):
+                s.assign(v.value)
+            return ops.zeros((), "int32")
+
         def step_with_ema(data):
+            if not self._has_state():
+                self._create_lazily(data)
+            if self._lazy:
+                # The first step of a fresh run starts the shadows from the
+                # weights, which did not exist at `on_train_begin`.
+                ops.cond(
+                    ops.equal(self._step.value, 0),
+                    copy,
+                    lambda: ops.zeros((), "int32"),
+                )
             logs = train_step(data)
             step = self._step.value + 1
             self._step.assign(step)
@@ -390,44 +460,28 @@ class WeightEMA(keras.callbacks.Callback):
 
         return step_with_ema
 
-    def _install_train_function(self):
-        model = self.model
-        original = model.train_function
-        if (
-            self._compiled is not None
-            and self._compiled[0] is original
-            and self._compiled[2] is model.optimizer
-        ):
-            model.train_function = self._compiled[1]
-            return original
-        had_own = "train_step" in model.__dict__
-        own = model.__dict__.get("train_step")
-        train_step = model.train_step
+    def _in_step_wrap(self, train_step):
+        """The train step with the average update (for the in-step seam)."""
         if keras.backend.backend() == "jax":
-            wrapped = self._functional_step(train_step)
-        else:
-            wrapped = self._stateful_step(train_step)
-        model.train_step = wrapped
-        try:
-            model.make_train_function(force=True)
-        finally:
-            if had_own:
-                model.train_step = own
-            else:
-                del model.train_step
-        self._compiled = (original, model.train_function, model.optimizer)
-        return original
+            return self._functional_step(train_step)
+        return self._stateful_step(train_step)
 
     # -------------------------------------------------------------- hooks
 
     def on_train_begin(self, logs=None):
-        if not self._attach():
+        if not _in_step.is_attached(self._model, self) and not self._attach():
             raise ValueError(
-                "WeightEMA needs a compiled model whose optimizer is built; "
-                "use it as a `model.fit()` callback."
+                "WeightEMA needs a compiled model; use it as a `model.fit()` "
+                "callback."
             )
         if self._swapped is not None:
             self._swap_out()
+        self._in_fit = True
+        if not self._has_state():
+            # Unbuilt model: the state is created by the first train step.
+            self._has_average = True
+            _in_step.begin(self._model)
+            return
         if int(ops.convert_to_numpy(self._running)) == 0:
             # A fresh run (a run restored by BackupAndRestore has 1 here).
             for s, v in zip(self._shadows, self._averaged):
@@ -436,20 +490,20 @@ class WeightEMA(keras.callbacks.Callback):
             self._count.assign(0)
             self._running.assign(1)
         self._has_average = True
-        self._in_fit = True
-        self._saved_train_function = self._install_train_function()
+        _in_step.begin(self._model)
 
     def on_train_end(self, logs=None):
-        self.model.train_function = self._saved_train_function
-        self._saved_train_function = None
         self._in_fit = False
+        _in_step.release(self._model, self)
+        if not self._has_state():  # no step ran
+            self._has_average = False
+            return
         self._running.assign(0)
         if self._swapped is not None:
             self._swap_out()
         if self.apply_at_end:
             for v, s in zip(self._averaged, self._shadows):
                 v.assign(ops.copy(s.value))
-        self._detach()
 
     def _swap_in(self):
         if not (self.swap_on_evaluate and self._has_average):
@@ -471,7 +525,7 @@ class WeightEMA(keras.callbacks.Callback):
         if not self._in_fit:
             # `evaluate`/`predict` called `set_model`, which attached the
             # state to the optimizer: leave the optimizer as it was.
-            self._detach()
+            _in_step.release(self._model, self)
 
     def on_test_begin(self, logs=None):
         self._swap_in()
@@ -509,6 +563,6 @@ class WeightEMA(keras.callbacks.Callback):
     def averaged_model(self):
         """A new model (same architecture, not compiled) with the EMA weights."""
         weights = self.shadow_weights()
-        clone = keras.models.clone_model(self.model)
+        clone = clone_uncompiled(self.model)
         clone.set_weights(weights)
         return clone

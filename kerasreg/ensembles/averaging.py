@@ -7,11 +7,7 @@ import numpy as np
 from keras import ops
 
 from kerasreg import _checks
-
-
-def _clone(model):
-    clone = keras.models.clone_model(model)
-    return clone
+from kerasreg._cloning import clone_uncompiled
 
 
 def average_weights(models, weights=None):
@@ -33,8 +29,10 @@ def average_weights(models, weights=None):
             (equal weights).
 
     Returns:
-        A new model (built with `keras.models.clone_model(models[0])`, not
-        compiled) holding the averaged weights.
+        A new model with the architecture of `models[0]` (cloned without
+        compiling it, so a model compiled with an unregistered loss or
+        holding unregistered custom layers works), not compiled, holding the
+        averaged weights.
 
     Example:
 
@@ -105,7 +103,7 @@ def average_weights(models, weights=None):
                 "float64"
             )
         values.append(total.astype(ops.convert_to_numpy(variable).dtype))
-    averaged = _clone(models[0])
+    averaged = clone_uncompiled(models[0])
     averaged.set_weights(values)
     return averaged
 

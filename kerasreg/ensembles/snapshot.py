@@ -37,6 +37,7 @@ from kerasreg.callbacks.snapshot import FileStore
 from kerasreg.callbacks.snapshot import SnapshotCallback
 from kerasreg.callbacks.snapshot import VariableStore
 from kerasreg.callbacks.snapshot import check_arguments
+from kerasreg.callbacks.snapshot import check_snapshot_dir
 from kerasreg.callbacks.snapshot import snapshot_variables
 from kerasreg.ensembles.averaging import average_weights
 from kerasreg.ensembles.averaging import recompute_batchnorm
@@ -46,6 +47,24 @@ from kerasreg.ensembles.ensemble import raise_if_logits
 from kerasreg.ensembles.ensemble import check_combine
 from kerasreg.ensembles.ensemble import combine_probabilities
 from kerasreg.ensembles.ensemble import to_probabilities
+
+
+def _check_one_output(model):
+    """Refuses a model with several outputs (when they are known)."""
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        return
+    if outputs is None or len(outputs) <= 1:
+        return
+    names = getattr(model, "output_names", None) or [
+        getattr(t, "name", "?") for t in outputs
+    ]
+    raise ValueError(
+        "Invalid value received for argument `model`. Expected a model with "
+        f"one output (class probabilities). Received: model '{model.name}' "
+        f"with {len(outputs)} outputs: {list(names)}"
+    )
 
 
 def _check_probabilities(model):
@@ -117,13 +136,20 @@ class SnapshotEnsemble(keras.Model):
       schedule and keeps the snapshots taken, and equals an uninterrupted
       run). With `snapshot_dir`, they are written to disk as they are taken
       and loaded when needed instead.
+    - Any `fit` that does not resume a run is a new run over its own steps:
+      after `fit(epochs=2)`, the usual Keras continuation `fit(epochs=4,
+      initial_epoch=2)` lays `n_snapshots` new cycles over its 2 epochs,
+      the rate starting again from `initial_learning_rate` (never above
+      it), and its snapshots replace the previous ones (see
+      `kerasreg.callbacks.SnapshotCallback`).
 
     The optimizer given to `compile` must have a float learning rate (it is
     overwritten at every step).
 
     Args:
-        model: A Keras model ending in a softmax (or a sigmoid for one
-            output column).
+        model: A Keras model with one output, ending in a softmax (or a
+            sigmoid for one output column). A model with several outputs
+            is refused with a `ValueError`.
         n_snapshots: Integer >= 1. Number of cycles and snapshots.
             Defaults to `5`.
         initial_learning_rate: Float > 0. Rate at the start of each cycle.
@@ -184,6 +210,8 @@ class SnapshotEnsemble(keras.Model):
             n_snapshots, initial_learning_rate, min_learning_rate, keep
         )
         check_combine(combine)
+        snapshot_dir = check_snapshot_dir(snapshot_dir)
+        _check_one_output(model)
         _check_probabilities(model)
         super().__init__(name=name, **kwargs)
         self.model = model
@@ -192,7 +220,7 @@ class SnapshotEnsemble(keras.Model):
         self.min_learning_rate = float(min_learning_rate)
         self.keep = keep
         self.combine = combine
-        self.snapshot_dir = None if snapshot_dir is None else str(snapshot_dir)
+        self.snapshot_dir = snapshot_dir
         # Not tracked by Keras (the slots are tracked through add_weight).
         self._state = types.SimpleNamespace(
             store=None, fitting=False, taken=(0, 0), members=None
@@ -231,6 +259,7 @@ class SnapshotEnsemble(keras.Model):
     def build(self, input_shape):
         if not self.model.built:
             self.model.build(input_shape)
+        _check_one_output(self.model)
         self._create_store()
         self.built = True
 
