@@ -283,9 +283,11 @@ class MCDropout(keras.Model):
             over axis 0 is what `predict` returns for the same masks.
         """
         if self._plan.stacked is None:
-            self._plan.stacked = StackedPredictions(
-                self, "_sample_probabilities"
-            )
+            stacked = StackedPredictions(self, "_sample_probabilities")
+            # Built: else `predict` first runs it eagerly to build it, which
+            # on jax compiles every op on its own.
+            stacked.built = self.built
+            self._plan.stacked = stacked
         out = self._plan.stacked.predict(
             x, batch_size=batch_size, verbose=verbose
         )
