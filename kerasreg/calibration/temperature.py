@@ -213,10 +213,15 @@ def _fit(y_true, y_pred, from_logits, y_name, x_name):
     labels = _check_labels(y_true, z.shape[0], z.shape[1], y_name)
     temperature, at_bound = _minimize(z, labels)
     if at_bound:
+        why = (
+            "the predictions are no better than chance on it"
+            if temperature == T_MAX
+            else "the model makes no mistake on it"
+        )
         warnings.warn(
-            f"The NLL-optimal temperature is at the bound of the search, "
+            "The NLL-optimal temperature is at the bound of the search, "
             f"T={temperature:g} (searched in [{T_MIN:g}, {T_MAX:g}]): the "
-            "validation set is perhaps too small or perfectly separated.",
+            f"validation set is perhaps too small, or {why}.",
             stacklevel=3,
         )
     return float(temperature)
