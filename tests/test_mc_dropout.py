@@ -87,7 +87,7 @@ def _functional(w, dropout=None):
     return model
 
 
-class _Subclassed(keras.Model):
+class SubclassedNet(keras.Model):
     def __init__(self, w):
         super().__init__()
         self.stack = _layers(w, keras.layers.Dropout(RATE))
@@ -99,7 +99,7 @@ class _Subclassed(keras.Model):
 
 
 def _subclassed(w):
-    model = _Subclassed(w)
+    model = SubclassedNet(w)
     model(np.zeros((1, 3), dtype="float32"))
     _set(model.stack, w)
     return model
@@ -303,3 +303,8 @@ def test_no_dropout_layer_and_not_a_model():
         MCDropout(model)
     with pytest.raises(ValueError, match="argument `model`"):
         MCDropout(keras.layers.Dropout(0.5))
+    inp = keras.Input((3,))
+    h = keras.layers.Dropout(0.5)(inp)
+    two = keras.Model(inp, [keras.layers.Softmax()(h), keras.layers.Softmax()(h)])
+    with pytest.raises(ValueError, match="with one output"):
+        MCDropout(two)

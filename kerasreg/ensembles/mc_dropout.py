@@ -208,6 +208,13 @@ class MCDropout(keras.Model):
             )
         n_samples = _checks.int_at_least("n_samples", n_samples, 1)
         from_logits = _checks.boolean("from_logits", from_logits)
+        outputs = getattr(model, "outputs", None)
+        if outputs and len(outputs) != 1:
+            raise ValueError(
+                "Invalid value received for argument `model`. Expected a "
+                f"model with one output. Received: model='{model.name}' with "
+                f"{len(outputs)} outputs"
+            )
         dropouts = _dropout_layers(model)
         if not dropouts:
             raise ValueError(
