@@ -1,5 +1,6 @@
 """kerasreg: classic training craft for Keras 3."""
 
+from kerasreg import calibration
 from kerasreg import callbacks
 from kerasreg import datasets
 from kerasreg import diagnostics
@@ -20,6 +21,7 @@ from kerasreg.diagnostics.gradient_check import gradient_check
 from kerasreg.diagnostics.overfitting import overfitting_report
 from kerasreg.diagnostics.sanity import sanity_check
 from kerasreg.ensembles import Ensemble
+from kerasreg.ensembles import MCDropout
 from kerasreg.ensembles import MultiHeadEnsemble
 from kerasreg.ensembles import SnapshotEnsemble
 from kerasreg.ensembles import fit_bootstrap
@@ -52,6 +54,7 @@ __all__ = [
     "HeUniform",
     "InverseTimeDecay",
     "LSUVReport",
+    "MCDropout",
     "MultiHeadEnsemble",
     "ScaledNormal",
     "ScheduleCallback",
@@ -64,6 +67,7 @@ __all__ = [
     "WeightEMA",
     "XavierNormal",
     "XavierUniform",
+    "calibration",
     "callbacks",
     "datasets",
     "diagnostics",

@@ -28,5 +28,10 @@ def test_readme_snippets_run(tmp_path, monkeypatch):
     assert namespace["report"].verdict == "good", str(namespace["report"])
     assert (tmp_path / "schedules.png").exists()
     assert (tmp_path / "ensemble.keras").exists()
+    assert (tmp_path / "reliability.png").exists()
+    assert namespace["passes"].shape[0] == 10
+    assert namespace["table"].row("mean")["temperature"] == pytest.approx(
+        namespace["scaled"].temperature, rel=1e-6
+    )
     assert (tmp_path / "search.png").exists()
     assert len(namespace["best3"].members) == 3

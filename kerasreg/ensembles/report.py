@@ -4,12 +4,16 @@ import keras
 import numpy as np
 
 from kerasreg import metrics as _metrics
+from kerasreg.calibration.temperature import _fit as _fit_temperature
+from kerasreg.calibration.temperature import apply_temperature
 from kerasreg.ensembles.ensemble import Ensemble
 from kerasreg.ensembles.ensemble import combine_probabilities
 from kerasreg.ensembles.multi_head import MultiHeadEnsemble
 from kerasreg.ensembles.snapshot import SnapshotEnsemble
 
 COLUMNS = ("model", "accuracy", "nll", "ece", "brier")
+# With `calibration_data`: NLL and ECE after temperature scaling, and T.
+CALIBRATED_COLUMNS = ("calibrated_nll", "calibrated_ece", "temperature")
 
 
 class EnsembleReport:
@@ -17,8 +21,10 @@ class EnsembleReport:
 
     Returned by `kerasreg.ensembles.report`. `str(report)` (and `print`) gives
     an aligned text table; `rows` is a list of dicts with the keys
-    `"model"`, `"accuracy"`, `"nll"`, `"ece"`, `"brier"`; `disagreement` is
-    the members' mean pairwise disagreement; `to_dict()` returns both.
+    `"model"`, `"accuracy"`, `"nll"`, `"ece"`, `"brier"` (and, when
+    `report` was given `calibration_data`, `"calibrated_nll"`,
+    `"calibrated_ece"` and `"temperature"`); `disagreement` is the members'
+    mean pairwise disagreement; `to_dict()` returns both.
     """
 
     def __init__(self, rows, disagreement, notes=()):
@@ -41,9 +47,12 @@ class EnsembleReport:
         raise KeyError(model)
 
     def __str__(self):
-        header = list(COLUMNS)
+        columns = COLUMNS
+        if self.rows and all(c in self.rows[0] for c in CALIBRATED_COLUMNS):
+            columns = COLUMNS + CALIBRATED_COLUMNS
+        header = list(columns)
         body = [
-            [r["model"]] + [f"{r[c]:.4f}" for c in COLUMNS[1:]]
+            [r["model"]] + [f"{r[c]:.4f}" for c in columns[1:]]
             for r in self.rows
         ]
         widths = [
@@ -91,7 +100,36 @@ def _same_architecture(models):
     return all(signature(m) == first for m in models[1:])
 
 
-def report(ensemble, x, y, batch_size=None, n_bins=15):
+def _calibrated(row, y, probs, y_val, probs_val, n_bins):
+    """Adds NLL and ECE after temperature scaling fitted on the validation set."""
+    t = _fit_temperature(
+        y_val, probs_val, False, "calibration_data", "calibration_data"
+    )
+    scaled = apply_temperature(np.asarray(probs, dtype=np.float64), t)
+    row["calibrated_nll"] = _metrics.nll(y, scaled)
+    row["calibrated_ece"] = _metrics.expected_calibration_error(
+        y, scaled, n_bins=n_bins
+    )
+    row["temperature"] = t
+    return row
+
+
+def _check_calibration_data(calibration_data):
+    if calibration_data is None:
+        return None
+    if (
+        not isinstance(calibration_data, (tuple, list))
+        or len(calibration_data) != 2
+    ):
+        raise ValueError(
+            "Invalid value received for argument `calibration_data`. Expected "
+            "a tuple `(x_val, y_val)`. Received: "
+            f"calibration_data={calibration_data!r}"
+        )
+    return tuple(calibration_data)
+
+
+def report(ensemble, x, y, batch_size=None, n_bins=15, calibration_data=None):
     """Scores an ensemble's members and its combinations on `(x, y)`.
 
     One row per member (`"member i"`, `"head i"` for a `MultiHeadEnsemble`,
@@ -105,6 +143,13 @@ def report(ensemble, x, y, batch_size=None, n_bins=15):
     the vote shares as probabilities: a true class that got no vote costs
     `-log(1e-12)` in NLL, so its NLL is large by design.)
 
+    With `calibration_data=(x_val, y_val)`, every row also gets its NLL and
+    ECE after temperature scaling (`kerasreg.calibration`), with the
+    temperature fitted on that validation set for that row, and the
+    temperature: Ashukha et al. (2020) recommend comparing ensembles by
+    their calibrated NLL, which does not reward a method merely for being
+    less over-confident.
+
     Args:
         ensemble: An `Ensemble`, a `MultiHeadEnsemble` or a
             `SnapshotEnsemble`.
@@ -113,6 +158,10 @@ def report(ensemble, x, y, batch_size=None, n_bins=15):
         batch_size: Integer, rows per prediction batch. Defaults to `None`.
         n_bins: Positive integer, bins of the calibration error. Defaults to
             `15`.
+        calibration_data: Optional tuple `(x_val, y_val)`, a validation set
+            (not the test set `(x, y)`) to fit the temperatures of the
+            calibrated columns on. Defaults to `None` (no calibrated
+            columns).
 
     Returns:
         An `EnsembleReport`.
@@ -135,19 +184,25 @@ def report(ensemble, x, y, batch_size=None, n_bins=15):
     table = report(Ensemble(members), x, y)
     print(table)
     table.row("mean")["nll"]
+    x_val = np.random.rand(50, 4).astype("float32")
+    y_val = np.random.randint(0, 3, size=50)
+    calibrated = report(Ensemble(members), x, y,
+                        calibration_data=(x_val, y_val))
+    calibrated.row("mean")["calibrated_nll"]
     ```
     """
+    calibration_data = _check_calibration_data(calibration_data)
     member_name = "member"
     if isinstance(ensemble, SnapshotEnsemble):
         ensemble = ensemble.ensemble()
         member_name = "snapshot"
     if isinstance(ensemble, Ensemble):
-        probs = ensemble.member_predictions(x, batch_size=batch_size)
+        predictions = ensemble.member_predictions
         names = [f"{member_name} {i}" for i in range(len(ensemble.members))]
         weights = ensemble.member_weights
         models = list(ensemble.members)
     elif isinstance(ensemble, MultiHeadEnsemble):
-        probs = ensemble.head_predictions(x, batch_size=batch_size)
+        predictions = ensemble.head_predictions
         names = [f"head {i}" for i in range(ensemble.n_heads)]
         weights = None
         models = None
@@ -157,12 +212,27 @@ def report(ensemble, x, y, batch_size=None, n_bins=15):
             "`Ensemble`, `MultiHeadEnsemble` or `SnapshotEnsemble`. Received: "
             f"ensemble={ensemble!r}"
         )
-    rows = [_scores(n, y, p, n_bins) for n, p in zip(names, probs)]
+    probs = predictions(x, batch_size=batch_size)
+    outputs = {n: p for n, p in zip(names, probs)}
     for combine in ("mean", "vote", "geometric"):
-        combined = keras.ops.convert_to_numpy(
+        outputs[combine] = keras.ops.convert_to_numpy(
             combine_probabilities(probs.astype("float32"), combine, weights)
         )
-        rows.append(_scores(combine, y, combined, n_bins))
+    if calibration_data is not None:
+        x_val, y_val = calibration_data
+        probs_val = predictions(x_val, batch_size=batch_size)
+        outputs_val = {n: p for n, p in zip(names, probs_val)}
+        for combine in ("mean", "vote", "geometric"):
+            outputs_val[combine] = keras.ops.convert_to_numpy(
+                combine_probabilities(
+                    probs_val.astype("float32"), combine, weights
+                )
+            )
+    rows = []
+    for name, p in outputs.items():
+        rows.append(_scores(name, y, p, n_bins))
+        if calibration_data is not None:
+            _calibrated(rows[-1], y, p, y_val, outputs_val[name], n_bins)
 
     notes = []
     if models is not None and len(models) > 1:
@@ -177,16 +247,27 @@ def report(ensemble, x, y, batch_size=None, n_bins=15):
                 )
             if average_weights is not None:
                 averaged = average_weights(models, weights=weights)
-                p = np.asarray(
-                    averaged.predict(x, batch_size=batch_size, verbose=0)
-                )
-                if ensemble.from_logits:
-                    p = keras.ops.convert_to_numpy(
-                        keras.ops.softmax(p, axis=-1)
-                        if p.shape[-1] > 1
-                        else keras.ops.sigmoid(p)
+
+                def averaged_probs(inputs):
+                    p = np.asarray(
+                        averaged.predict(
+                            inputs, batch_size=batch_size, verbose=0
+                        )
                     )
+                    if ensemble.from_logits:
+                        p = keras.ops.convert_to_numpy(
+                            keras.ops.softmax(p, axis=-1)
+                            if p.shape[-1] > 1
+                            else keras.ops.sigmoid(p)
+                        )
+                    return p
+
+                p = averaged_probs(x)
                 rows.append(_scores("parameter-averaged", y, p, n_bins))
+                if calibration_data is not None:
+                    _calibrated(
+                        rows[-1], y, p, y_val, averaged_probs(x_val), n_bins
+                    )
         else:
             notes.append(
                 "parameter-averaged: skipped (members differ in architecture)"

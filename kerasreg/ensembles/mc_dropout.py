@@ -1,0 +1,332 @@
+"""`MCDropout`: Monte-Carlo dropout, all passes in one compiled call.
+
+Design notes
+------------
+* Dropout on, everything else in inference mode: while `MCDropout` traces
+  its forward pass, every dropout layer of the wrapped model (found through
+  `Model.layers`, recursively) has its `call` replaced, on the instance and
+  for the duration of the trace only, by one that passes `training=True`;
+  the model itself is run with `training=False`, so BatchNormalization uses
+  its moving statistics. The compiled function keeps the dropout ops; the
+  model is left untouched afterwards.
+* One call, `n_samples` passes: the batch is tiled `n_samples` times along
+  the batch axis, so that every pass draws its own dropout mask in a single
+  dropout call, and the result is reshaped to `(n_samples, batch, ...)`.
+* Deterministic prefix run once: tiling the input alone makes the cost
+  `n_samples` full forward passes, which a compute-bound backend does not
+  hide. The layers that do not depend on any dropout output give the same
+  result in every pass, so they run once and the batch is tiled right
+  before the first layer that does. For a `Sequential` model this is the
+  first dropout layer in `model.layers`; for a functional model the
+  forward graph is rebuilt once (`keras.models.clone_model` with the same
+  layers and a `call_function`) with the tiling inserted on every tensor
+  that enters the dropout-dependent sub-graph. Models that cannot be split
+  this way (subclassed models) fall back to tiling the input.
+"""
+
+import contextlib
+import types
+
+import keras
+import numpy as np
+from keras import ops
+
+from kerasreg import _checks
+from kerasreg._registry import register
+from kerasreg.ensembles.ensemble import StackedPredictions
+from kerasreg.ensembles.ensemble import _probe_inputs
+from kerasreg.ensembles.ensemble import raise_if_logits
+
+# The layers kept active: Keras' Dropout and its subclasses (kerasreg's
+# Dropout, SpatialDropout1D/2D/3D) and Keras' other dropout layers.
+DROPOUT_TYPES = (
+    keras.layers.Dropout,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+)
+
+
+def _sublayers(layer):
+    """The layers nested in `layer` (through `Model.layers`), recursively."""
+    found = []
+    for sub in getattr(layer, "layers", None) or []:
+        found.append(sub)
+        found.extend(_sublayers(sub))
+    return found
+
+
+def _dropout_layers(model):
+    layers, seen = [], set()
+    for layer in [model] + _sublayers(model):
+        if isinstance(layer, DROPOUT_TYPES) and id(layer) not in seen:
+            seen.add(id(layer))
+            layers.append(layer)
+    return layers
+
+
+def _has_dropout(layer):
+    return isinstance(layer, DROPOUT_TYPES) or any(
+        isinstance(s, DROPOUT_TYPES) for s in _sublayers(layer)
+    )
+
+
+@contextlib.contextmanager
+def _dropout_active(layers):
+    """Makes `layers` drop whatever `training` they are called with."""
+
+    def active_call(layer):
+        method = type(layer).call
+
+        def call(inputs, training=None, **kwargs):
+            return method(layer, inputs, training=True, **kwargs)
+
+        return call
+
+    for layer in layers:
+        object.__setattr__(layer, "call", active_call(layer))
+    try:
+        yield
+    finally:
+        for layer in layers:
+            object.__delattr__(layer, "call")
+
+
+def _tile(x, n):
+    """`n` copies of `x` stacked along the batch axis: (n * B, ...)."""
+    return ops.tile(x, (n,) + (1,) * (len(x.shape) - 1))
+
+
+def _tile_structure(inputs, n):
+    return keras.tree.map_structure(
+        lambda t: _tile(ops.convert_to_tensor(t), n), inputs
+    )
+
+
+def _split_functional(model, n):
+    """`model`'s graph, same layers, with the batch tiled `n` times right
+    before the dropout-dependent sub-graph; None when it cannot be rebuilt.
+    """
+    tiled = {}  # id -> tensor (kept alive, so that ids are not reused)
+
+    def tile_if_needed(t):
+        if isinstance(t, keras.KerasTensor) and id(t) not in tiled:
+            t = _tile(t, n)
+            tiled[id(t)] = t
+        return t
+
+    def call_function(layer, *args, **kwargs):
+        tensors = [
+            t
+            for t in keras.tree.flatten((args, kwargs))
+            if isinstance(t, keras.KerasTensor)
+        ]
+        if not (_has_dropout(layer) or any(id(t) in tiled for t in tensors)):
+            return layer(*args, **kwargs)
+        args, kwargs = keras.tree.map_structure(tile_if_needed, (args, kwargs))
+        outputs = layer(*args, **kwargs)
+        for t in keras.tree.flatten(outputs):
+            if isinstance(t, keras.KerasTensor):
+                tiled[id(t)] = t
+        return outputs
+
+    try:
+        graph = keras.models.clone_model(
+            model, clone_function=lambda layer: layer, call_function=call_function
+        )
+    except (ValueError, TypeError, NotImplementedError):
+        return None
+    outputs = keras.tree.map_structure(tile_if_needed, graph.outputs)
+    return keras.Model(graph.inputs, outputs, name=f"{model.name}_mc_graph")
+
+
+@register
+class MCDropout(keras.Model):
+    """Monte-Carlo dropout: `n_samples` stochastic passes in one call.
+
+    Gal & Ghahramani (2016): a network trained with dropout, run with dropout
+    still on at inference, samples the ensemble of thinned networks that
+    dropout trains; the mean of the sampled probabilities is a cheap ensemble
+    prediction, better calibrated than the single deterministic pass, and
+    the spread of the samples measures the model's uncertainty.
+
+    `MCDropout` wraps a trained model into a `keras.Model` whose `predict`
+    (and `evaluate`, after `compile`) runs the `n_samples` passes in one
+    compiled call and returns their mean probabilities. In those passes the
+    dropout layers (`keras.layers.Dropout` and its subclasses, such as
+    `kerasreg.Dropout` and `SpatialDropout2D`, `GaussianDropout` and
+    `AlphaDropout`) drop, each pass with its own masks, while every other
+    layer runs in inference mode (BatchNormalization uses its moving
+    statistics), whether or not the dropout layers were built with
+    `mc=True`. For `Sequential` and functional models the layers before the
+    first dropout, which give the same result in every pass, run once; only
+    the rest runs `n_samples` times.
+
+    Args:
+        model: A trained Keras model with at least one dropout layer, ending
+            in a softmax (or a sigmoid for one output column), or in logits
+            with `from_logits=True`.
+        n_samples: Integer >= 1, the number of stochastic passes. Defaults
+            to `30`.
+        from_logits: Boolean, whether `model` outputs logits; if `True` a
+            softmax (sigmoid for one column) is applied to each pass before
+            averaging. With `False` (default), a model that visibly outputs
+            logits (on a random probe input) is refused.
+        name: String, the model name. Defaults to `None`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras
+    import kerasreg
+
+    model = keras.Sequential([
+        keras.Input((8,)),
+        keras.layers.Dense(32, activation="relu"),
+        kerasreg.Dropout(0.3),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    x = np.random.rand(64, 8).astype("float32")
+    y = np.random.randint(0, 3, size=64)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+
+    mc = kerasreg.MCDropout(model, n_samples=20)
+    probs = mc.predict(x, verbose=0)              # (64, 3), mean of 20 passes
+    samples = mc.sample_predictions(x)            # (20, 64, 3)
+    spread = samples.std(axis=0)                  # per-class uncertainty
+    mc.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    loss, accuracy = mc.evaluate(x, y, verbose=0)
+    ```
+    """
+
+    def __init__(self, model, n_samples=30, from_logits=False, name=None, **kwargs):
+        if not isinstance(model, keras.Model):
+            raise ValueError(
+                "Invalid value received for argument `model`. Expected a "
+                f"Keras model. Received: model={model!r}"
+            )
+        n_samples = _checks.int_at_least("n_samples", n_samples, 1)
+        from_logits = _checks.boolean("from_logits", from_logits)
+        outputs = getattr(model, "outputs", None)
+        if outputs and len(outputs) != 1:
+            raise ValueError(
+                "Invalid value received for argument `model`. Expected a "
+                f"model with one output. Received: model='{model.name}' with "
+                f"{len(outputs)} outputs"
+            )
+        dropouts = _dropout_layers(model)
+        if not dropouts:
+            raise ValueError(
+                "Invalid value received for argument `model`. Expected a "
+                "model with at least one dropout layer (keras.layers.Dropout, "
+                "kerasreg.Dropout, ...): without one every pass is the same. "
+                f"Received: model='{model.name}' with no dropout layer"
+            )
+        if not from_logits:
+            _check_probabilities(model)
+        super().__init__(name=name, **kwargs)
+        self.model = model
+        self.n_samples = n_samples
+        self.from_logits = from_logits
+        # Untracked: the graph reuses `model`'s layers and variables.
+        self._plan = types.SimpleNamespace(
+            dropouts=dropouts, graph=None, mode="tiled", stacked=None
+        )
+        if isinstance(model, keras.Sequential):
+            self._plan.mode = "sequential"
+        elif getattr(model, "inputs", None) and getattr(model, "outputs", None):
+            graph = _split_functional(model, n_samples)
+            if graph is not None:
+                self._plan.graph = graph
+                self._plan.mode = "functional"
+        if model.built:
+            self.built = True
+
+    def build(self, input_shape):
+        if not self.model.built:
+            self.model.build(input_shape)
+        self.built = True
+
+    def _forward(self, inputs):
+        """The `n_samples` passes, stacked along the batch axis."""
+        n = self.n_samples
+        mode = self._plan.mode
+        if mode == "functional":
+            return self._plan.graph(inputs, training=False)
+        if mode == "sequential":
+            x, tiled = inputs, False
+            for layer in self.model.layers:
+                if not tiled and _has_dropout(layer):
+                    x, tiled = _tile_structure(x, n), True
+                x = layer(x, training=False)
+            return x if tiled else _tile_structure(x, n)
+        return self.model(_tile_structure(inputs, n), training=False)
+
+    def _sample_probabilities(self, inputs):
+        """Per-pass probabilities, shape `(n_samples, batch, ...)`."""
+        with _dropout_active(self._plan.dropouts):
+            out = self._forward(inputs)
+        out = ops.reshape(out, (self.n_samples, -1) + tuple(out.shape[1:]))
+        if self.from_logits:
+            if out.shape[-1] == 1:
+                return ops.sigmoid(out)
+            return ops.softmax(out, axis=-1)
+        return out
+
+    def call(self, inputs, training=None):
+        return ops.mean(self._sample_probabilities(inputs), axis=0)
+
+    def sample_predictions(self, x, batch_size=None, verbose=0):
+        """The probabilities of each stochastic pass, in one fused call.
+
+        Args:
+            x: Input data, as for `predict`.
+            batch_size: Integer, rows per batch. Defaults to `None` (32).
+            verbose: Verbosity of the prediction loop. Defaults to `0`.
+
+        Returns:
+            A numpy array of shape `(n_samples, N) + output_shape`; its mean
+            over axis 0 is what `predict` returns for the same masks.
+        """
+        if self._plan.stacked is None:
+            stacked = StackedPredictions(self, "_sample_probabilities")
+            # Built: else `predict` first runs it eagerly to build it, which
+            # on jax compiles every op on its own.
+            stacked.built = self.built
+            self._plan.stacked = stacked
+        out = self._plan.stacked.predict(
+            x, batch_size=batch_size, verbose=verbose
+        )
+        return np.moveaxis(np.asarray(out), 1, 0)
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "model": keras.saving.serialize_keras_object(self.model),
+            "n_samples": self.n_samples,
+            "from_logits": self.from_logits,
+        }
+        return {**base_config, **config}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        model = keras.saving.deserialize_keras_object(
+            config.pop("model"), custom_objects=custom_objects
+        )
+        return cls(model, **config)
+
+
+def _check_probabilities(model):
+    """Refuses a built model that visibly outputs logits (random probe)."""
+    if not model.built or not getattr(model, "inputs", None):
+        return
+    x = _probe_inputs(model)
+    if x is None:
+        return
+    try:
+        out = ops.convert_to_numpy(model(x, training=False))
+    except Exception:  # best effort; a real error shows on use
+        return
+    raise_if_logits(out, f"model '{model.name}'", "model")
