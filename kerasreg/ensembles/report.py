@@ -4,8 +4,8 @@ import keras
 import numpy as np
 
 from kerasreg import metrics as _metrics
+from kerasreg.ensembles.combine import combine_probabilities
 from kerasreg.ensembles.ensemble import Ensemble
-from kerasreg.ensembles.ensemble import combine_probabilities
 from kerasreg.ensembles.multi_head import MultiHeadEnsemble
 from kerasreg.ensembles.snapshot import SnapshotEnsemble
 
