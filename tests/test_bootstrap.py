@@ -127,3 +127,24 @@ def test_bad_data_and_builder():
         fit_bootstrap(lambda: None, x, y, n_members=1)
     with pytest.raises(ValueError, match="argument `build_fn`"):
         fit_bootstrap("model", x, y)
+
+
+def test_uncompiled_model_refused_before_training():
+    x, y = _data()
+    started = []
+
+    def uncompiled():
+        return keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(3, activation="softmax")],
+            name="plain",
+        )
+
+    watch = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: started.append(1))
+    with pytest.raises(
+        ValueError,
+        match=r"argument `build_fn`\. Expected a callable returning a compiled "
+        r"Keras model .*Received: build_fn=<function .*uncompiled.*'plain' is "
+        r"not compiled",
+    ):
+        fit_bootstrap(uncompiled, x, y, n_members=2, epochs=1, callbacks=[watch])
+    assert started == []

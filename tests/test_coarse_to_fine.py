@@ -243,11 +243,31 @@ def test_top_level_export_and_subclassing():
         ({"top_k": 0}, "top_k"),
         ({"margin": -0.1}, "margin"),
         ({"stop_on_divergence": "yes"}, "stop_on_divergence"),
+        ({"seed": "abc"}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"seed": -1}, "seed"),
     ],
 )
 def test_bad_input(tmp_path, kwargs, arg):
     with pytest.raises(ValueError, match=f"Invalid value received for argument `{arg}`"):
         CoarseToFine(declare, "val_loss", directory=str(tmp_path), **kwargs)
+
+
+def test_seed_message_names_the_value(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"argument `seed`\. Expected an integer >= 0\. Received: seed='abc'",
+    ):
+        CoarseToFine(declare, "val_loss", seed="abc", directory=str(tmp_path))
+
+
+def test_max_trials_refused_trials_come_from_stages(tmp_path):
+    with pytest.raises(
+        TypeError,
+        match=r"unexpected keyword argument `max_trials`.*comes from `stages`.*"
+        r"Received: max_trials=10",
+    ):
+        CoarseToFine(declare, "val_loss", max_trials=10, directory=str(tmp_path))
 
 
 def _regression(n=96, seed=0):

@@ -3,6 +3,9 @@ import numpy as np
 import pytest
 
 from kerasreg import Ensemble
+from kerasreg import SnapshotEnsemble
+from kerasreg.ensembles.combine import probability_tolerance
+from kerasreg.ensembles.combine import raise_if_logits
 from kerasreg.ensembles.ensemble import VOTE_NUDGE
 
 
@@ -264,5 +267,174 @@ def test_from_tuner(tmp_path):
     np.testing.assert_allclose(ens.predict(x, verbose=0), expected, atol=1e-6)
     with pytest.raises(ValueError, match="argument `k`"):
         Ensemble.from_tuner(tuner, k=0)
-    with pytest.raises(ValueError, match="argument `k`.*Received: k=10"):
-        Ensemble.from_tuner(tuner, k=10)
+    # More than the search completed: the completed ones, and a warning.
+    with pytest.warns(UserWarning, match="k=10 requested, but only 2 of the 2"):
+        assert len(Ensemble.from_tuner(tuner, k=10).members) == 2
+
+
+def _search_with_failures(tmp_path, kinds, max_trials):
+    """A real RandomSearch; `kinds` are the values of the `kind` choice:
+    "small"/"wide" train well, "diverging" (SGD at 1e30) is stopped by
+    StopOnDivergence with a NaN loss, "broken" raises in the model builder."""
+    keras_tuner = pytest.importorskip("keras_tuner")
+    from kerasreg import StopOnDivergence
+
+    def build(hp):
+        kind = hp.Choice("kind", kinds)
+        if kind == "broken":
+            raise ValueError("simulated bug in the model builder")
+        model = keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(16 if kind == "wide" else 8, activation="relu"),
+                keras.layers.Dense(3, activation="softmax"),
+            ]
+        )
+        lr = 1e30 if kind == "diverging" else 1e-2
+        model.compile(keras.optimizers.SGD(lr), "sparse_categorical_crossentropy")
+        return model
+
+    tuner = keras_tuner.RandomSearch(
+        build,
+        objective="val_loss",
+        max_trials=max_trials,
+        seed=0,
+        directory=str(tmp_path),
+        project_name="failures",
+    )
+    x = _x(32)
+    y = np.random.default_rng(3).integers(0, 3, size=32)
+    tuner.search(
+        x, y, epochs=1, batch_size=8, validation_data=(x, y), verbose=0,
+        callbacks=[StopOnDivergence(warmup_steps=1)],
+    )
+    return tuner, x
+
+
+def _numpy_forward(model, x):
+    w1, b1, w2, b2 = model.get_weights()
+    return _softmax(np.maximum(x @ w1 + b1, 0.0) @ w2 + b2)
+
+
+@pytest.mark.slow
+def test_from_tuner_takes_only_completed_trials(tmp_path):
+    tuner, x = _search_with_failures(
+        tmp_path, ["small", "wide", "diverging", "broken"], max_trials=4
+    )
+    trials = tuner.oracle.trials.values()
+    status = {t.hyperparameters.values["kind"]: t.status for t in trials}
+    assert status == {
+        "small": "COMPLETED", "wide": "COMPLETED",
+        "diverging": "FAILED", "broken": "FAILED",
+    }
+    # Keras Tuner pads get_best_models(4) with the two failed trials.
+    with pytest.raises(Exception):
+        tuner.get_best_models(num_models=4)
+
+    with pytest.warns(UserWarning, match=r"k=4 requested, but only 2 of the 4 "
+                      r"trials.*2 FAILED left out.*has 2 members"):
+        ens = Ensemble.from_tuner(tuner, k=4)
+    assert len(ens.members) == 2
+    # The two completed trials, best (lowest val_loss) first.
+    completed = sorted(
+        (t for t in trials if t.status == "COMPLETED"), key=lambda t: t.score
+    )
+    widths = {"small": 8, "wide": 16}
+    assert [m.layers[0].units for m in ens.members] == [
+        widths[t.hyperparameters.values["kind"]] for t in completed
+    ]
+    expected = np.mean([_numpy_forward(m, x) for m in ens.members], axis=0)
+    out = ens.predict(x, verbose=0)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+    # k within the completed trials: the best one, no warning.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        best = Ensemble.from_tuner(tuner, k=1)
+    assert best.members[0].layers[0].units == ens.members[0].layers[0].units
+
+
+@pytest.mark.slow
+def test_from_tuner_without_completed_trials(tmp_path):
+    tuner, _ = _search_with_failures(tmp_path, ["diverging", "broken"], max_trials=2)
+    assert {t.status for t in tuner.oracle.trials.values()} == {"FAILED"}
+    with pytest.raises(
+        ValueError, match=r"argument `tuner`.*2 trials, none completed \(2 FAILED\)"
+    ):
+        Ensemble.from_tuner(tuner, k=3)
+
+
+def test_from_tuner_rejects_a_non_tuner():
+    with pytest.raises(TypeError, match=r"argument `tuner`.*Received: tuner='x'"):
+        Ensemble.from_tuner("x")
+
+
+@pytest.fixture(params=["mixed_bfloat16", "mixed_float16"])
+def mixed_policy(request):
+    """A mixed precision global policy, reset to float32 after the test."""
+    keras.mixed_precision.set_global_policy(request.param)
+    try:
+        yield request.param
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_softmax_members_accepted_under_mixed_precision(mixed_policy):
+    # Under mixed_bfloat16 a softmax's rows sum to 1 only within ~4e-3.
+    pairs = [_dense_member(6, 10, seed) for seed in range(3)]
+    members = [m for m, _ in pairs]
+    assert keras.backend.standardize_dtype(members[0].outputs[0].dtype) == (
+        "bfloat16" if mixed_policy == "mixed_bfloat16" else "float16"
+    )
+    x = _x(40, features=6)
+    ens = Ensemble(members)
+
+    def run(model):  # a direct call: no compiled predict loop (faster here)
+        return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
+
+    out = run(ens)
+    expected = np.mean([_softmax(f(x.astype(np.float64))) for _, f in pairs], axis=0)
+    # Half-precision matmul and softmax: a few roundoffs of the dtype.
+    atol = 3e-2 if mixed_policy == "mixed_bfloat16" else 4e-3
+    np.testing.assert_allclose(out.astype(np.float64), expected, atol=atol)
+    # The vote's tie-break nudge (1e-5) survives: the ensemble combines in
+    # float32, not in the members' half precision.
+    vote = run(Ensemble(members, combine="vote"))
+    assert vote.dtype == np.float32
+    mp = np.stack([run(m).astype(np.float64) for m in members])  # (3, 40, 10)
+    shares = np.eye(10)[mp.argmax(-1)].mean(0)
+    tied = shares >= shares.max(-1, keepdims=True) - 1e-6
+    assert np.any(tied.sum(-1) > 1)  # some rows are ties
+    winner = np.where(tied, mp.mean(0), -1.0).argmax(-1)
+    np.testing.assert_array_equal(vote.argmax(1), winner)
+    # SnapshotEnsemble runs the same probe.
+    SnapshotEnsemble(members[0], n_snapshots=2)
+    # Logits are still refused.
+    logit_member, _ = _dense_member(6, 10, 7, activation=None)
+    with pytest.raises(ValueError, match="member 1 .*looks like logits"):
+        Ensemble([members[0], logit_member])
+    with pytest.raises(ValueError, match="argument `model`.*looks like logits"):
+        SnapshotEnsemble(logit_member)
+
+
+@pytest.mark.parametrize(
+    "dtype, tol", [("bfloat16", 2.0**-8 * 8), ("float16", 2.0**-11 * 8), ("float32", 1e-3)]
+)
+def test_probability_tolerance_follows_the_dtype(dtype, tol):
+    assert probability_tolerance(dtype) == tol
+    # Rows summing to 1 + tol / 2 (after rounding to the dtype) pass, rows
+    # summing to 1 + 2 * tol are refused.
+    for excess, ok in ((tol / 2, True), (2 * tol, False)):
+        rows = keras.ops.convert_to_tensor(
+            np.array([[0.25, 0.75 + excess]]), dtype=dtype
+        )
+        actual = float(np.asarray(keras.ops.convert_to_numpy(rows), np.float64).sum())
+        assert (abs(actual - 1) <= tol) == ok
+        if ok:
+            raise_if_logits(rows, "member 0", "members")
+        else:
+            with pytest.raises(ValueError, match="rows summing to"):
+                raise_if_logits(rows, "member 0", "members")

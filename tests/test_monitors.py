@@ -179,6 +179,25 @@ def test_activation_histograms_bad_arguments():
         ActivationHistograms(x, dead_threshold=1.5)
 
 
+@pytest.mark.parametrize(
+    "x_sample, shown",
+    [
+        (5, "5"),
+        ("abc", "'abc'"),
+        (None, "None"),
+        ((3, np.zeros(3)), r"\(3, array"),
+        (np.zeros((0, 3), "float32"), "array"),
+    ],
+)
+def test_activation_histograms_x_sample_not_an_array(x_sample, shown):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid value received for argument `x_sample`\. Expected an "
+        rf"array of at least one example.*Received: x_sample={shown}",
+    ):
+        ActivationHistograms(x_sample)
+
+
 def test_without_labels_records_activations_only():
     x, _ = _fish_data()
     model = _fish_net(1 / math.sqrt(100))

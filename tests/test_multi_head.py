@@ -162,3 +162,30 @@ def test_bad_arguments():
         MultiHeadEnsemble(None, head)
     with pytest.raises(ValueError, match="head 0 .*from_logits=True"):
         MultiHeadEnsemble(trunk, lambda: keras.layers.Dense(3), n_heads=2)
+
+
+def test_head_fn_layer_instance_refused():
+    # A layer is callable, but one instance would be one head shared n times.
+    trunk = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6)])
+    layer = keras.layers.Dense(3, activation="softmax", name="one_head")
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid value received for argument `head_fn`\. Expected a "
+        r"callable .*share its weights across all heads\. "
+        r"Received: head_fn=<Dense name=one_head",
+    ):
+        MultiHeadEnsemble(trunk, layer, n_heads=2)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_softmax_heads_accepted_under_mixed_precision(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = _model(n_heads=3)
+        x, _ = _data()
+        out = keras.ops.convert_to_numpy(model(x, training=False))
+        expected = _numpy_heads(model, x.astype(np.float64))[0].mean(0)
+        atol = 3e-2 if policy == "mixed_bfloat16" else 4e-3
+        np.testing.assert_allclose(np.asarray(out, np.float64), expected, atol=atol)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

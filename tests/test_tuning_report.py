@@ -114,6 +114,31 @@ def test_report_works_for_plain_keras_tuner(tmp_path):
     assert lines[0].startswith(f"Best-1 (default_objective: {best:.3g}) | x: ")
 
 
+def test_report_ranks_only_finite_scores(tmp_path):
+    # A completed trial whose objective is infinite (e.g. an overflowed
+    # score) is not a result: no rank, listed after the ranked trials.
+    class Search(keras_tuner.RandomSearch):
+        def run_trial(self, trial, *args, **kwargs):
+            x = trial.hyperparameters.Float("x", -2.0, 2.0)
+            return {"score": math.inf if x > 1.0 else -((x - 0.5) ** 2)}
+
+    tuner = Search(
+        objective=keras_tuner.Objective("score", "max"), max_trials=8, seed=0,
+        directory=str(tmp_path), project_name="inf",
+    )
+    tuner.search(verbose=0)
+    trials = list(tuner.oracle.trials.values())
+    finite = sorted((t.score for t in trials if math.isfinite(t.score)), reverse=True)
+    n_inf = sum(1 for t in trials if t.score == math.inf)
+    assert n_inf >= 1 and len(finite) >= 1
+    lines = []
+    rows = report(tuner, top=1, print_fn=lines.append)
+    assert [r["rank"] for r in rows] == list(range(1, len(finite) + 1)) + [None] * n_inf
+    assert [r["score"] for r in rows[: len(finite)]] == finite
+    assert all(r["status"] == "COMPLETED" and r["score"] is None for r in rows[len(finite):])
+    assert lines == [lines[0]] and lines[0].startswith(f"Best-1 (score: {finite[0]:.3g})")
+
+
 def test_plot_needs_matplotlib(tuner, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"kerasreg\[plot\]"):

@@ -202,6 +202,17 @@ def _activation_name(layer):
     return getattr(fn, "__name__", None)
 
 
+def _n_examples(x):
+    """Rows of an array-like `x` (examples on axis 0); 0 if not an array."""
+    try:
+        shape = np.shape(x)
+    except (TypeError, ValueError):  # e.g. a ragged list
+        return 0
+    if x is None or isinstance(x, (str, bytes)) or len(shape) < 1:
+        return 0
+    return int(shape[0])
+
+
 class ActivationHistograms(keras.callbacks.Callback):
     """Histograms of each layer's activations (and their gradients).
 
@@ -288,10 +299,12 @@ class ActivationHistograms(keras.callbacks.Callback):
             self.x_sample, self.y_sample = x_sample
         else:
             self.x_sample, self.y_sample = x_sample, None
-        if self.x_sample is None or len(self.x_sample) < 1:
-            raise ValueError(
-                "Invalid value received for argument `x_sample`. Expected "
-                f"at least one example. Received: x_sample={x_sample!r}"
+        if _n_examples(self.x_sample) < 1:
+            raise _checks.invalid(
+                "x_sample",
+                x_sample,
+                "an array of at least one example (examples on the first "
+                "axis), or a tuple `(x, y)` of such arrays",
             )
         self.every_epochs = _checks.int_at_least("every_epochs", every_epochs, 1)
         self.bins = _checks.int_at_least("bins", bins, 1)

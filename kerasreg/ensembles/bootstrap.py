@@ -4,8 +4,8 @@ import keras
 import numpy as np
 
 from kerasreg import _checks
+from kerasreg.ensembles.combine import check_combine
 from kerasreg.ensembles.ensemble import Ensemble
-from kerasreg.ensembles.ensemble import check_combine
 
 
 def _n_rows(x):
@@ -143,6 +143,14 @@ def fit_bootstrap(
                 "Invalid value received for argument `build_fn`. Expected a "
                 "callable returning a compiled Keras model. Received: "
                 f"build_fn() returned {model!r}"
+            )
+        if not model.compiled:
+            raise ValueError(
+                "Invalid value received for argument `build_fn`. Expected a "
+                "callable returning a compiled Keras model (call "
+                "`model.compile(optimizer, loss)` inside `build_fn`). "
+                f"Received: build_fn={build_fn!r}, whose model "
+                f"'{model.name}' is not compiled"
             )
         if bootstrap:
             idx = generators[i].integers(0, n, size=n)

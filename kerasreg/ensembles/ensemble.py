@@ -1,6 +1,7 @@
 """`Ensemble`: several trained classifiers combined in one Keras model."""
 
 import types
+import warnings
 
 import keras
 import numpy as np
@@ -8,25 +9,20 @@ from keras import ops
 
 from kerasreg import _checks
 from kerasreg._registry import register
+from kerasreg._trials import ranked_trials
 
-COMBINES = ("mean", "vote", "geometric")
-
-# Vote output: the vote shares, moved by this much towards the tie-broken
-# winner so that `argmax` of the output is the winner exactly.
-VOTE_NUDGE = 1e-5
-# Probabilities are clipped at this value before the log of `"geometric"`.
-LOG_EPS = 1e-7
-# Ties in vote shares are shares within this distance of the top share.
-_TIE_TOL = 1e-6
-
-
-def check_combine(combine):
-    if combine not in COMBINES:
-        raise ValueError(
-            "Invalid value received for argument `combine`. Expected one of "
-            f"{COMBINES}. Received: combine={combine!r}"
-        )
-    return combine
+# The combine rules and the logits probe live in `combine.py`; these names
+# stay importable from here.
+from kerasreg.ensembles.combine import COMBINES  # noqa: F401
+from kerasreg.ensembles.combine import LOG_EPS  # noqa: F401
+from kerasreg.ensembles.combine import VOTE_NUDGE  # noqa: F401
+from kerasreg.ensembles.combine import check_combine
+from kerasreg.ensembles.combine import check_probabilities
+from kerasreg.ensembles.combine import combine_outputs
+from kerasreg.ensembles.combine import combine_probabilities  # noqa: F401
+from kerasreg.ensembles.combine import probe_inputs as _probe_inputs  # noqa: F401
+from kerasreg.ensembles.combine import raise_if_logits  # noqa: F401
+from kerasreg.ensembles.combine import to_probabilities
 
 
 def normalize_weights(weights, n_members):
@@ -59,52 +55,6 @@ def normalize_weights(weights, n_members):
     return [float(v) for v in w / w.sum()]
 
 
-def to_probabilities(outputs, from_logits):
-    """Member outputs (..., classes) -> probabilities with >= 2 columns."""
-    if outputs.shape[-1] == 1:
-        p = ops.sigmoid(outputs) if from_logits else outputs
-        return ops.concatenate([1.0 - p, p], axis=-1)
-    return ops.softmax(outputs, axis=-1) if from_logits else outputs
-
-
-def combine_probabilities(stacked, combine, weights=None):
-    """Combines member probabilities stacked on axis 0: (M, ..., C) -> (..., C).
-
-    `"mean"`: weighted mean. `"geometric"`: softmax of the weighted mean of
-    log-probabilities (clipped at `LOG_EPS`). `"vote"`: weighted share of the
-    members whose argmax is each class; among classes tied for the top share
-    the one with the highest mean probability wins, and the output is
-    `(1 - VOTE_NUDGE) * shares + VOTE_NUDGE * onehot(winner)`, so that its
-    argmax is that winner.
-    """
-    stacked = ops.convert_to_tensor(stacked)
-    m = stacked.shape[0]
-    if weights is None:
-        w = np.full((m,), 1.0 / m)
-    else:
-        w = np.asarray(weights, dtype=np.float64)
-    w = ops.convert_to_tensor(
-        w.reshape((m,) + (1,) * (len(stacked.shape) - 1)), dtype=stacked.dtype
-    )
-    mean = ops.sum(w * stacked, axis=0)
-    if combine == "mean":
-        return mean
-    if combine == "geometric":
-        log_p = ops.log(ops.clip(stacked, LOG_EPS, 1.0))
-        return ops.softmax(ops.sum(w * log_p, axis=0), axis=-1)
-    classes = stacked.shape[-1]
-    votes = ops.one_hot(
-        ops.argmax(stacked, axis=-1), classes, dtype=stacked.dtype
-    )
-    shares = ops.sum(w * votes, axis=0)
-    top = ops.max(shares, axis=-1, keepdims=True)
-    score = ops.where(shares >= top - _TIE_TOL, mean, -1.0)
-    winner = ops.one_hot(
-        ops.argmax(score, axis=-1), classes, dtype=stacked.dtype
-    )
-    return (1.0 - VOTE_NUDGE) * shares + VOTE_NUDGE * winner
-
-
 def _shape_of(tensors):
     if tensors is None:
         return None
@@ -122,56 +72,11 @@ def _io_shapes(model):
     return _shape_of(inputs), _shape_of(outputs)
 
 
-def _probe_inputs(model, rows=4):
-    """Random inputs for `model`, or None when its input shapes are unknown."""
-    rng = np.random.default_rng(0)
-    arrays = []
-    for spec in model.inputs:
-        shape = tuple(spec.shape[1:])
-        if any(d is None for d in shape):
-            return None
-        dtype = keras.backend.standardize_dtype(spec.dtype)
-        if "int" in dtype or dtype == "bool":
-            arrays.append(np.zeros((rows,) + shape, dtype=dtype))
-        else:
-            arrays.append(rng.normal(size=(rows,) + shape).astype(dtype))
-    return arrays[0] if len(arrays) == 1 else arrays
-
-
 def check_probability_outputs(model, index, from_logits, argument="members"):
-    """Raises if `model` visibly outputs logits while from_logits is False."""
-    if from_logits or _io_shapes(model) is None:
-        return
-    x = _probe_inputs(model)
-    if x is None:
-        return
-    try:
-        out = keras.ops.convert_to_numpy(model(x, training=False))
-    except Exception:  # The probe is best effort; a real error shows on use.
-        return
-    raise_if_logits(out, f"{argument[:-1]} {index} ('{model.name}')", argument)
-
-
-def raise_if_logits(out, who, argument):
-    """Raises a ValueError if the array `out` is not class probabilities."""
-    out = np.asarray(out, dtype=np.float64)
-    if out.ndim == 0 or out.size == 0:
-        return
-    negative = np.any(out < -1e-6)
-    if out.shape[-1] == 1:
-        bad = negative or np.any(out > 1 + 1e-6)
-        what = "values outside [0, 1]"
-    else:
-        sums = out.sum(axis=-1).reshape(-1)
-        worst = sums[np.argmax(np.abs(sums - 1.0))]
-        bad = negative or np.abs(worst - 1.0) > 1e-3
-        what = "negative values" if negative else f"rows summing to {worst:.4g}"
-    if bad:
-        raise ValueError(
-            f"Invalid value received for argument `{argument}`. Expected "
-            "models that output class probabilities (softmax or sigmoid), "
-            f"but {who} outputs {what}: it looks like logits. End it with a "
-            "softmax, or pass `from_logits=True`."
+    """Raises if member `index` visibly outputs logits while from_logits is False."""
+    if not from_logits:
+        check_probabilities(
+            model, f"{argument[:-1]} {index} ('{model.name}')", argument
         )
 
 
@@ -337,15 +242,9 @@ class Ensemble(keras.Model):
 
     def call(self, inputs, training=None):
         outputs = [m(inputs, training=training) for m in self.members]
-        stacked = ops.stack(
-            [to_probabilities(o, self.from_logits) for o in outputs], axis=0
+        return combine_outputs(
+            outputs, self.combine, self.member_weights, self.from_logits
         )
-        combined = combine_probabilities(
-            stacked, self.combine, self.member_weights
-        )
-        if outputs[0].shape[-1] == 1:
-            return combined[..., 1:]
-        return combined
 
     def member_predictions(self, x, batch_size=None, verbose=0):
         """Each member's class probabilities, computed in one fused pass.
@@ -375,8 +274,18 @@ class Ensemble(keras.Model):
         cs231n: "top models discovered during cross-validation" make a cheap
         ensemble that needs no retraining.
 
+        Only trials that completed with a finite score become members, in the
+        order of the tuner's oracle (`get_best_trials`), each loaded from its
+        best checkpoint (`tuner.load_model`). Keras Tuner's own
+        `get_best_models(k)` pads its answer with failed trials when fewer
+        than `k` completed (a diverged trial's NaN weights would make the
+        ensemble predict NaN; a trial whose model could not be built would
+        raise again): here, when fewer than `k` trials completed, the
+        ensemble has the completed ones and a warning says how many.
+
         Args:
-            tuner: A `keras_tuner` tuner whose search has run.
+            tuner: A `keras_tuner` tuner whose search has run (e.g.
+                `keras_tuner.RandomSearch` or `kerasreg.CoarseToFine`).
             k: Positive integer, how many of the best models to use.
                 Defaults to `5`.
             combine: String, as for `Ensemble`. Defaults to `"mean"`.
@@ -384,18 +293,45 @@ class Ensemble(keras.Model):
                 `name`).
 
         Returns:
-            An `Ensemble`.
+            An `Ensemble` of `min(k, completed trials)` members.
+
+        Raises:
+            TypeError: If `tuner` is not a Keras Tuner tuner.
+            ValueError: If no trial of the search completed with a finite
+                score.
         """
+        if not all(
+            hasattr(tuner, attr)
+            for attr in ("oracle", "load_model", "get_best_models")
+        ):
+            raise TypeError(
+                "Invalid value received for argument `tuner`. Expected a "
+                "Keras Tuner tuner whose search has run (e.g. "
+                "`keras_tuner.RandomSearch` or `kerasreg.CoarseToFine`). "
+                f"Received: tuner={tuner!r} of type {type(tuner).__name__}"
+            )
         _checks.int_at_least("k", k, 1)
         check_combine(combine)
-        models = tuner.get_best_models(num_models=int(k))
-        if len(models) < k:
+        completed, others = ranked_trials(tuner)
+        n_trials = len(completed) + len(others)
+        if not completed:
             raise ValueError(
-                "Invalid value received for argument `k`. Expected at most the "
-                f"number of models the search produced ({len(models)}). "
-                f"Received: k={k}"
+                "Invalid value received for argument `tuner`. Expected a "
+                "search with at least one trial completed with a finite "
+                f"score. Received: a tuner with {n_trials} trials, none "
+                f"completed ({_statuses(others)})"
             )
-        return cls(list(models), combine=combine, **kwargs)
+        if len(completed) < k:
+            skipped = f" ({_statuses(others)} left out)" if others else ""
+            warnings.warn(
+                f"Ensemble.from_tuner: k={k} requested, but only "
+                f"{len(completed)} of the {n_trials} trials of the search "
+                f"completed with a finite score{skipped}: the ensemble has "
+                f"{len(completed)} members.",
+                stacklevel=2,
+            )
+        models = [tuner.load_model(trial) for trial in completed[: int(k)]]
+        return cls(models, combine=combine, **kwargs)
 
     def get_config(self):
         base_config = super().get_config()
@@ -423,6 +359,17 @@ class Ensemble(keras.Model):
             for c in config.pop("members")
         ]
         return cls(members, **config)
+
+
+def _statuses(trials):
+    """E.g. `"2 FAILED, 1 COMPLETED with a NaN/Inf score"`."""
+    counts = {}
+    for trial in trials:
+        status = str(trial.status)
+        if status == "COMPLETED":
+            status = "COMPLETED with a NaN/Inf or no score"
+        counts[status] = counts.get(status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
 def _symbolic(input_shape):

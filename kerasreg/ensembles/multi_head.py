@@ -8,14 +8,14 @@ from keras import ops
 
 from kerasreg import _checks
 from kerasreg._registry import register
+from kerasreg.ensembles.combine import check_combine
+from kerasreg.ensembles.combine import combine_outputs
+from kerasreg.ensembles.combine import probe
+from kerasreg.ensembles.combine import raise_if_logits
+from kerasreg.ensembles.combine import to_probabilities
 from kerasreg.ensembles.ensemble import StackedPredictions
 from kerasreg.ensembles.ensemble import _io_shapes
-from kerasreg.ensembles.ensemble import _probe_inputs
 from kerasreg.ensembles.ensemble import _symbolic
-from kerasreg.ensembles.ensemble import check_combine
-from kerasreg.ensembles.ensemble import combine_probabilities
-from kerasreg.ensembles.ensemble import raise_if_logits
-from kerasreg.ensembles.ensemble import to_probabilities
 
 
 @register
@@ -90,6 +90,15 @@ class MultiHeadEnsemble(keras.Model):
                 "Invalid value received for argument `trunk`. Expected a Keras "
                 f"model or layer. Received: trunk={trunk!r}"
             )
+        if isinstance(head_fn, keras.layers.Layer):
+            raise ValueError(
+                "Invalid value received for argument `head_fn`. Expected a "
+                "callable with no arguments returning a new Keras layer or "
+                "model on each call (e.g. `lambda: keras.layers.Dense(10, "
+                "activation=\"softmax\")`), not a layer: one layer instance "
+                "would share its weights across all heads. Received: "
+                f"head_fn={head_fn!r}"
+            )
         if not callable(head_fn):
             raise ValueError(
                 "Invalid value received for argument `head_fn`. Expected a "
@@ -135,19 +144,15 @@ class MultiHeadEnsemble(keras.Model):
     def _check_heads(self):
         if self.from_logits:
             return
-        x = _probe_inputs(self.trunk)
-        if x is None:
-            return
-        try:
+
+        def heads(x):
             features = self.trunk(x, training=False)
-            outs = [h(features, training=False) for h in self.heads]
-        except Exception:  # Best effort; a real error shows on use.
-            return
-        for i, out in enumerate(outs):
+            return [h(features, training=False) for h in self.heads]
+
+        outs = probe(self.trunk, heads)
+        for i, out in enumerate(outs or []):
             raise_if_logits(
-                ops.convert_to_numpy(out),
-                f"head {i} ('{self.heads[i].name}')",
-                "head_fn",
+                out, f"head {i} ('{self.heads[i].name}')", "head_fn"
             )
 
     def _head_outputs(self, inputs, training=None):
@@ -166,13 +171,9 @@ class MultiHeadEnsemble(keras.Model):
         """Heads' raw outputs (list, or stacked on axis 1) -> combined."""
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs[:, i] for i in range(self.n_heads)]
-        stacked = ops.stack(
-            [to_probabilities(o, self.from_logits) for o in outputs], axis=0
+        return combine_outputs(
+            outputs, self.combine, from_logits=self.from_logits
         )
-        combined = combine_probabilities(stacked, self.combine)
-        if outputs[0].shape[-1] == 1:
-            return combined[..., 1:]
-        return combined
 
     def call(self, inputs, training=None):
         outputs = self._head_outputs(inputs, training=training)

@@ -6,8 +6,8 @@ import numpy as np
 from kerasreg import metrics as _metrics
 from kerasreg.calibration.temperature import _fit as _fit_temperature
 from kerasreg.calibration.temperature import apply_temperature
+from kerasreg.ensembles.combine import combine_probabilities
 from kerasreg.ensembles.ensemble import Ensemble
-from kerasreg.ensembles.ensemble import combine_probabilities
 from kerasreg.ensembles.multi_head import MultiHeadEnsemble
 from kerasreg.ensembles.snapshot import SnapshotEnsemble
 

@@ -41,9 +41,8 @@ from kerasreg.callbacks.snapshot import check_snapshot_dir
 from kerasreg.callbacks.snapshot import snapshot_variables
 from kerasreg.ensembles.averaging import average_weights
 from kerasreg.ensembles.averaging import recompute_batchnorm
+from kerasreg.ensembles.combine import check_probabilities
 from kerasreg.ensembles.ensemble import Ensemble
-from kerasreg.ensembles.ensemble import _probe_inputs
-from kerasreg.ensembles.ensemble import raise_if_logits
 from kerasreg.ensembles.ensemble import check_combine
 from kerasreg.ensembles.ensemble import combine_probabilities
 from kerasreg.ensembles.ensemble import to_probabilities
@@ -69,16 +68,8 @@ def _check_one_output(model):
 
 def _check_probabilities(model):
     """Refuses a built model that visibly outputs logits (random probe)."""
-    if not model.built or not getattr(model, "inputs", None):
-        return
-    x = _probe_inputs(model)
-    if x is None:
-        return
-    try:
-        out = ops.convert_to_numpy(model(x, training=False))
-    except Exception:  # best effort; a real error shows on use
-        return
-    raise_if_logits(out, f"model '{model.name}'", "model")
+    if model.built:
+        check_probabilities(model, f"model '{model.name}'", "model")
 
 
 class _EnsembleSnapshotCallback(SnapshotCallback):

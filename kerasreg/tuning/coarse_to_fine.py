@@ -15,15 +15,17 @@ from keras_tuner.engine import hyperparameters as hp_module
 from keras_tuner.engine import trial as trial_module
 
 from kerasreg import _checks
+from kerasreg._compat import local_oracle
+from kerasreg._trials import BOOKKEEPING_PREFIX
+from kerasreg._trials import CARRIED_KEY
+from kerasreg._trials import DIVERGED_KEY
+from kerasreg._trials import DIVERGED_PREFIX
+from kerasreg._trials import EPOCHS_KEY
+from kerasreg._trials import STAGE_KEY
+from kerasreg._trials import is_completed
 from kerasreg.callbacks.divergence import StopOnDivergence
 
 TrialStatus = trial_module.TrialStatus
-
-STAGE_KEY = "tuner/stage"
-EPOCHS_KEY = "tuner/epochs"
-DIVERGED_KEY = "tuner/diverged"
-CARRIED_KEY = "tuner/carried_from"
-DIVERGED_PREFIX = "Diverged: "
 
 _NUMERIC = (hp_module.Float, hp_module.Int)
 _DISCRETE = (hp_module.Choice, hp_module.Boolean)
@@ -56,6 +58,11 @@ def _validate_top_k(top_k):
 
 def _validate_margin(margin):
     _checks.non_negative_float("margin", margin)
+
+
+def _validate_seed(seed):
+    if seed is not None:
+        _checks.int_at_least("seed", seed, 0)
 
 
 def is_diverged(trial):
@@ -102,7 +109,7 @@ class CoarseToFineOracle(keras_tuner.Oracle):
             next stage's ranges. Defaults to `5`.
         margin: Float >= 0. Fraction of the top-k span added on each side.
             Defaults to `0.25`.
-        seed: Optional integer, the random seed.
+        seed: Optional integer >= 0, the random seed.
         hyperparameters, allow_new_entries, tune_new_entries,
         max_retries_per_trial, max_consecutive_failed_trials: as for
             `keras_tuner.Oracle`.
@@ -133,6 +140,7 @@ class CoarseToFineOracle(keras_tuner.Oracle):
         stages = _validate_stages(stages)
         _validate_top_k(top_k)
         _validate_margin(margin)
+        _validate_seed(seed)
         super().__init__(
             objective=objective,
             max_trials=sum(trials for trials, _ in stages),
@@ -184,12 +192,11 @@ class CoarseToFineOracle(keras_tuner.Oracle):
         return copy.deepcopy(self._ranges)
 
     def _ranked(self, stage):
-        """Completed trials of `stage` with a score, best first."""
+        """Completed trials of `stage` with a finite score, best first."""
         completed = [
             self.trials[tid]
             for tid in self.stage_trials[stage]
-            if self.trials[tid].status == TrialStatus.COMPLETED
-            and self.trials[tid].score is not None
+            if is_completed(self.trials[tid])
         ]
         reverse = self.objective.direction == "max"
         # Stable sort: among equal scores the earliest trial wins.
@@ -205,7 +212,7 @@ class CoarseToFineOracle(keras_tuner.Oracle):
         values = {
             name: value
             for name, value in best.hyperparameters.values.items()
-            if not name.startswith("tuner/")
+            if not name.startswith(BOOKKEEPING_PREFIX)
         }
         values[CARRIED_KEY] = best.trial_id
         return values
@@ -421,18 +428,13 @@ class CoarseToFineOracle(keras_tuner.Oracle):
 
     def get_best_trials(self, num_trials=1):
         """Best trials, the final stage's first (they trained longest)."""
-        completed = [
-            t
-            for t in self.trials.values()
-            if t.status == TrialStatus.COMPLETED and t.score is not None
-        ]
+        completed = [t for t in self.trials.values() if is_completed(t)]
         sign = -1.0 if self.objective.direction == "max" else 1.0
         completed.sort(key=lambda t: (-trial_stage(t), sign * t.score))
         if len(completed) < num_trials:
+            # As Keras Tuner's Oracle: padded with the other trials.
             completed += [
-                t
-                for t in self.trials.values()
-                if t.status != TrialStatus.COMPLETED
+                t for t in self.trials.values() if not is_completed(t)
             ]
         return completed[:num_trials]
 
@@ -508,7 +510,7 @@ class CoarseToFine(keras_tuner.Tuner):
             stage's ranges. Defaults to `5`.
         margin: Float >= 0. Fraction of the top-k span added on each side of
             the narrowed range. Defaults to `0.25`.
-        seed: Optional integer, the random seed of the search.
+        seed: Optional integer >= 0, the random seed of the search.
         stop_on_divergence: `True` (a default `StopOnDivergence()`), `False`,
             or a configured `StopOnDivergence` (copied for every trial).
             Defaults to `True`.
@@ -517,6 +519,8 @@ class CoarseToFine(keras_tuner.Tuner):
             `keras_tuner.RandomSearch`.
         **kwargs: Passed to `keras_tuner.Tuner` (`directory`,
             `project_name`, `overwrite`, `executions_per_trial`, ...).
+            There is no `max_trials`: the number of trials is the sum of
+            the trials of `stages`.
 
     Example:
 
@@ -565,6 +569,13 @@ class CoarseToFine(keras_tuner.Tuner):
         max_consecutive_failed_trials=3,
         **kwargs,
     ):
+        if "max_trials" in kwargs:
+            raise TypeError(
+                "CoarseToFine got an unexpected keyword argument "
+                "`max_trials`: its number of trials comes from `stages` (the "
+                "sum of the trials of its `(trials, epochs)` pairs); pass "
+                f"`stages` instead. Received: max_trials={kwargs['max_trials']!r}"
+            )
         if stop_on_divergence is True:
             stop_on_divergence = StopOnDivergence()
         elif stop_on_divergence is False or stop_on_divergence is None:
@@ -596,7 +607,7 @@ class CoarseToFine(keras_tuner.Tuner):
     @property
     def _local_oracle(self):
         # On a distributed worker `self.oracle` is a gRPC client.
-        return getattr(self.oracle, "_oracle", self.oracle)
+        return local_oracle(self)
 
     @property
     def stages(self):

@@ -3,11 +3,13 @@
 import csv
 
 from kerasreg import _checks
+from kerasreg._compat import local_oracle
+from kerasreg._trials import BOOKKEEPING_PREFIX
+from kerasreg._trials import DIVERGED_KEY
+from kerasreg._trials import EPOCHS_KEY
+from kerasreg._trials import STAGE_KEY
+from kerasreg._trials import ranked_trials
 from kerasreg.tuning.spaces import ONE_MINUS_PREFIX
-
-_STAGE_KEY = "tuner/stage"
-_EPOCHS_KEY = "tuner/epochs"
-_DIVERGED_KEY = "tuner/diverged"
 
 
 def _format(value):
@@ -20,7 +22,7 @@ def _hp_values(values):
     """Hyperparameter values to show: no tuner bookkeeping, no 1-beta helpers."""
     shown = {}
     for name, value in values.items():
-        if name.startswith("tuner/"):
+        if name.startswith(BOOKKEEPING_PREFIX):
             continue
         if name.startswith(ONE_MINUS_PREFIX) and name[len(ONE_MINUS_PREFIX):] in values:
             continue
@@ -28,41 +30,33 @@ def _hp_values(values):
     return shown
 
 
-def _oracle(tuner):
-    oracle = getattr(tuner, "oracle", tuner)
-    # On a distributed worker the tuner holds a gRPC client.
-    return getattr(oracle, "_oracle", oracle)
-
-
-def _rows(oracle):
-    trials = oracle.get_best_trials(len(oracle.trials)) if oracle.trials else []
-    objective = oracle.objective.name
+def _rows(tuner):
+    """(rows, trials): one row per trial, completed ones best first."""
+    completed, others = ranked_trials(tuner)
+    objective = local_oracle(tuner).objective.name
     rows = []
-    rank = 0
-    for trial in trials:
+    for rank, trial in enumerate(completed + others, start=1):
         values = trial.hyperparameters.values
-        completed = trial.status == "COMPLETED" and trial.score is not None
-        if completed:
-            rank += 1
-        diverged = _DIVERGED_KEY in values
+        done = rank <= len(completed)
+        diverged = DIVERGED_KEY in values
         rows.append(
             {
-                "rank": rank if completed else None,
+                "rank": rank if done else None,
                 "trial_id": trial.trial_id,
-                "stage": int(values.get(_STAGE_KEY, 0)),
-                "epochs": values.get(_EPOCHS_KEY),
+                "stage": int(values.get(STAGE_KEY, 0)),
+                "epochs": values.get(EPOCHS_KEY),
                 "status": trial.status,
-                objective: trial.score if completed else None,
+                objective: trial.score if done else None,
                 "diverged": diverged,
-                "reason": values.get(_DIVERGED_KEY, "") if diverged else "",
+                "reason": values.get(DIVERGED_KEY, "") if diverged else "",
                 **{
                     name: value
                     for name, value in values.items()
-                    if not name.startswith("tuner/")
+                    if not name.startswith(BOOKKEEPING_PREFIX)
                 },
             }
         )
-    return rows
+    return rows, completed + others
 
 
 def report(tuner, top=5, path=None, csv_path=None, print_fn=print):
@@ -90,8 +84,9 @@ def report(tuner, top=5, path=None, csv_path=None, print_fn=print):
         print_fn: Function used to print each line. Defaults to `print`.
 
     Returns:
-        A list of dicts, one per trial, best first (completed trials, then
-        failed ones): `rank`, `trial_id`, `stage`, `epochs`, `status`, the
+        A list of dicts, one per trial, best first (trials completed with a
+        finite score, then the others: failed ones, and completed ones whose
+        score is NaN, which get no rank): `rank`, `trial_id`, `stage`, `epochs`, `status`, the
         objective, `diverged`, `reason` and the hyperparameter values.
 
     Example:
@@ -116,10 +111,10 @@ def report(tuner, top=5, path=None, csv_path=None, print_fn=print):
     ```
     """
     _checks.int_at_least("top", top, 1)
-    oracle = _oracle(tuner)
+    oracle = local_oracle(tuner)
     objective = oracle.objective.name
-    rows = _rows(oracle)
-    for row, trial in zip(rows, oracle.get_best_trials(len(rows)) if rows else []):
+    rows, trials = _rows(tuner)
+    for row, trial in zip(rows, trials):
         if row["rank"] is None or row["rank"] > top:
             break
         values = _hp_values(trial.hyperparameters.values)
@@ -127,7 +122,7 @@ def report(tuner, top=5, path=None, csv_path=None, print_fn=print):
             f"Best-{row['rank']} ({objective}: {_format(row[objective])}) | "
             + ", ".join(f"{k}: {_format(v)}" for k, v in values.items())
         )
-        if _STAGE_KEY in trial.hyperparameters.values:
+        if STAGE_KEY in trial.hyperparameters.values:
             line += f" | stage {row['stage'] + 1}, {row['epochs']} epochs"
         print_fn(line)
     if csv_path is not None:
@@ -174,7 +169,7 @@ def plot(tuner, rows, path):
             "kerasreg.tuning.report(path=...) needs matplotlib. Install it "
             "with `pip install kerasreg[plot]`."
         ) from e
-    oracle = _oracle(tuner)
+    oracle = local_oracle(tuner)
     objective = oracle.objective.name
     space = _numeric_space(oracle)
     n = max(len(space), 1)
