@@ -6,7 +6,7 @@ from kerasreg import Ensemble
 from kerasreg import SnapshotEnsemble
 from kerasreg.ensembles.combine import probability_tolerance
 from kerasreg.ensembles.combine import raise_if_logits
-from kerasreg.ensembles.ensemble import VOTE_NUDGE
+from kerasreg.ensembles.combine import VOTE_NUDGE
 
 
 def _softmax(z):

@@ -13,15 +13,9 @@ from kerasreg._trials import ranked_trials
 
 # The combine rules and the logits probe live in `combine.py`; these names
 # stay importable from here.
-from kerasreg.ensembles.combine import COMBINES  # noqa: F401
-from kerasreg.ensembles.combine import LOG_EPS  # noqa: F401
-from kerasreg.ensembles.combine import VOTE_NUDGE  # noqa: F401
 from kerasreg.ensembles.combine import check_combine
 from kerasreg.ensembles.combine import check_probabilities
 from kerasreg.ensembles.combine import combine_outputs
-from kerasreg.ensembles.combine import combine_probabilities  # noqa: F401
-from kerasreg.ensembles.combine import probe_inputs as _probe_inputs  # noqa: F401
-from kerasreg.ensembles.combine import raise_if_logits  # noqa: F401
 from kerasreg.ensembles.combine import to_probabilities
 
 

@@ -33,9 +33,8 @@ from keras import ops
 
 from kerasreg import _checks
 from kerasreg._registry import register
+from kerasreg.ensembles.combine import check_probabilities
 from kerasreg.ensembles.ensemble import StackedPredictions
-from kerasreg.ensembles.ensemble import _probe_inputs
-from kerasreg.ensembles.ensemble import raise_if_logits
 
 # The layers kept active: Keras' Dropout and its subclasses (kerasreg's
 # Dropout, SpatialDropout1D/2D/3D) and Keras' other dropout layers.
@@ -224,7 +223,7 @@ class MCDropout(keras.Model):
                 f"Received: model='{model.name}' with no dropout layer"
             )
         if not from_logits:
-            _check_probabilities(model)
+            check_probabilities(model, f"model '{model.name}'", "model")
         super().__init__(name=name, **kwargs)
         self.model = model
         self.n_samples = n_samples
@@ -316,17 +315,3 @@ class MCDropout(keras.Model):
             config.pop("model"), custom_objects=custom_objects
         )
         return cls(model, **config)
-
-
-def _check_probabilities(model):
-    """Refuses a built model that visibly outputs logits (random probe)."""
-    if not model.built or not getattr(model, "inputs", None):
-        return
-    x = _probe_inputs(model)
-    if x is None:
-        return
-    try:
-        out = ops.convert_to_numpy(model(x, training=False))
-    except Exception:  # best effort; a real error shows on use
-        return
-    raise_if_logits(out, f"model '{model.name}'", "model")

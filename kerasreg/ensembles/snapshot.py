@@ -17,7 +17,7 @@ Design notes
 * Inference with the ensemble is **one compiled graph**: `call` runs
   `model.stateless_call` once per kept snapshot, with the snapshot's
   variables as the state, stacks the probabilities and combines them with
-  `kerasreg.ensembles.ensemble.combine_probabilities`. The cached
+  `kerasreg.ensembles.combine.combine_probabilities`. The cached
   predict/test functions are reset whenever the set of snapshots changes
   (start and end of `fit`), so that `fit`'s validation reports the model
   being trained and `predict`/`evaluate` afterwards report the ensemble.
@@ -43,9 +43,9 @@ from kerasreg.ensembles.averaging import average_weights
 from kerasreg.ensembles.averaging import recompute_batchnorm
 from kerasreg.ensembles.combine import check_probabilities
 from kerasreg.ensembles.ensemble import Ensemble
-from kerasreg.ensembles.ensemble import check_combine
-from kerasreg.ensembles.ensemble import combine_probabilities
-from kerasreg.ensembles.ensemble import to_probabilities
+from kerasreg.ensembles.combine import check_combine
+from kerasreg.ensembles.combine import combine_probabilities
+from kerasreg.ensembles.combine import to_probabilities
 
 
 def _check_one_output(model):
