@@ -178,11 +178,43 @@ def digits_cnn(seed=0, wrong=False):
     keras.utils.set_random_seed(seed)
     layers = [keras.Input((8, 8, 1))]
     layers.append(keras.layers.Conv2D(2, 3, activation="relu", name="conv"))
-    layers += [keras.layers.MaxPooling2D(2), keras.layers.Flatten()]
+    layers.append(keras.layers.Flatten())
     if wrong:
         layers += [WrongGradientDense(4, name="buggy"), keras.layers.ReLU()]
     layers.append(keras.layers.Dense(10, activation="softmax", name="out"))
     return keras.Sequential(layers)
+
+
+def test_max_pooling_tie_is_a_kink_not_a_wrong_gradient():
+    # z = x W + b with x = 1, W = [[1, 1]], b = [0, 0]: z = [1, 1], a tie
+    # in max(z_0, z_1). Moving b_0 by +h raises the max (slope 1), by -h
+    # leaves it at 1 (slope 0): the central difference gives 1/2. Autodiff
+    # gives the whole gradient to one of the tied entries (1 and 0), or
+    # splits it (1/2 each, then there is no error at all).
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(2, name="z"),
+            keras.layers.Reshape((2, 1)),
+            keras.layers.MaxPooling1D(2),
+            keras.layers.Flatten(),
+        ]
+    )
+    model.set_weights([np.ones((1, 2), "float32"), np.zeros((2,), "float32")])
+    report = gradient_check(model, np.ones((1, 1)), loss=keras.ops.mean)
+    assert report.verdict == "good", str(report)
+    for v in model.trainable_variables:
+        worst = report.kink_worst[v.path]
+        if worst is None:  # split gradient: exact
+            assert report.per_weight[v.path] < 1e-7
+        else:
+            assert report.kinks[v.path] == 2
+            assert worst["numeric"] == pytest.approx(0.5)
+            assert worst["analytic"] in (pytest.approx(0.0), pytest.approx(1.0))
+            assert {round(worst["slope_minus"], 6), round(worst["slope_plus"], 6)} == {
+                0.0,
+                1.0,
+            }
 
 
 def digits_batch(n=4):
@@ -204,17 +236,28 @@ def test_relu_cnn_on_digits_reports_kinks_not_a_wrong_gradient():
     assert report.verdict in ("good", "ok-with-kinks")
     assert report.kinks[conv_bias] >= 1
     assert report.num_kinks >= 1
-    entry = report.kink_worst[conv_bias]
-    # The analytic gradient is the slope on one side of the kink and the
-    # central difference the mean of both slopes.
-    assert min(
-        abs(entry["analytic"] - entry["slope_minus"]),
-        abs(entry["analytic"] - entry["slope_plus"]),
-    ) < 1e-6 * abs(entry["slope_plus"] - entry["slope_minus"]) + 1e-9
-    np.testing.assert_allclose(
-        entry["numeric"], (entry["slope_minus"] + entry["slope_plus"]) / 2, rtol=1e-6
-    )
-    assert entry["relative_error"] > 1e-2  # would be "wrong" if counted
+    # Independent numpy backprop of the conv bias gradient, with ReLU'(0)
+    # taken as 0 (what autodiff does: the slope below the kink) and as 1
+    # (the slope above it, blank patches' units switched on).
+    kernel, bias, w, c = (np.asarray(v, "float64") for v in model.get_weights())
+    windows = np.lib.stride_tricks.sliding_window_view(x[..., 0], (3, 3), axis=(1, 2))
+    z = np.einsum("nijab,abk->nijk", windows, kernel[:, :, 0, :]) + bias
+    logits = np.maximum(z, 0).reshape(len(x), -1) @ w + c
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    d_logits = (p - np.eye(10)[y]) / len(x)
+    d_relu = (d_logits @ w.T).reshape(z.shape)
+    below = np.sum(d_relu * (z > 0), axis=(0, 1, 2))
+    above = np.sum(d_relu * (z >= 0), axis=(0, 1, 2))
+    for k in range(2):
+        if report.kink_worst[conv_bias] and report.kink_worst[conv_bias]["index"] == (k,):
+            entry = report.kink_worst[conv_bias]
+            assert entry["analytic"] == pytest.approx(below[k], rel=1e-9)
+            slopes = sorted([entry["slope_minus"], entry["slope_plus"]])
+            np.testing.assert_allclose(slopes, sorted([below[k], above[k]]), rtol=1e-3)
+            assert entry["relative_error"] > 1e-2  # "wrong" if it were counted
+    crossing = [k for k in range(2) if np.any(z[..., k] == 0)]
+    assert report.kinks[conv_bias] == len(crossing) >= 1
 
 
 def test_wrong_gradient_in_a_relu_cnn_is_still_wrong():

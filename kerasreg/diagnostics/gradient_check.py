@@ -1,6 +1,7 @@
 """Gradient check: backend autodiff against central differences, in float64."""
 
 import collections.abc
+import inspect
 import math
 import types
 
@@ -346,6 +347,18 @@ def _float64_clone(model, x64):
     return clone
 
 
+def _accepts_training(model):
+    """Whether `model.call` takes a `training` argument (as `__call__` checks)."""
+    try:
+        parameters = inspect.signature(model.call).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(
+        p.name == "training" or p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in parameters
+    )
+
+
 def _shape(a):
     return tuple(np.shape(keras.ops.convert_to_numpy(a)))
 
@@ -361,10 +374,13 @@ def _check_inputs(model, x):
     if not inputs:
         return
     try:
-        expected = keras.tree.flatten(model.input)
-        received = keras.tree.flatten(x)
-    except Exception:
-        return
+        structure = model.input
+    except (AttributeError, ValueError):
+        structure = inputs
+    if isinstance(x, dict) != isinstance(structure, dict):
+        return  # matched by name by the model itself
+    expected = keras.tree.flatten(structure)
+    received = keras.tree.flatten(x)
     if len(expected) != len(received):
         raise ValueError(
             "Invalid value received for argument `x`. Expected "
@@ -575,14 +591,15 @@ def gradient_check(model, x, y=None, loss=None, h=1e-5, max_params=None, seed=0)
             )
         non_trainable = [v.value for v in clone.non_trainable_variables]
         objective = _objective(loss, y64)
+        call_kwargs = {"training": False} if _accepts_training(clone) else {}
 
         def f(params):
             y_pred, _, extra_losses = clone.stateless_call(
                 list(params),
                 non_trainable,
                 x64,
-                training=False,
                 return_losses=True,
+                **call_kwargs,
             )
             value = objective(y_pred)
             for extra in extra_losses:
