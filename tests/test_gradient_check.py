@@ -230,7 +230,9 @@ def test_relu_cnn_on_digits_reports_kinks_not_a_wrong_gradient():
     patches = np.lib.stride_tricks.sliding_window_view(x[..., 0], (3, 3), axis=(1, 2))
     assert np.any(np.all(patches == 0, axis=(-1, -2)))
     model = digits_cnn()
-    report = gradient_check(model, x, y, loss="sparse_categorical_crossentropy")
+    report = gradient_check(
+        model, x, y, loss="sparse_categorical_crossentropy", max_params=20
+    )
     conv_bias = model.get_layer("conv").bias.path
     assert report.verdict != "wrong", str(report)
     assert report.verdict in ("good", "ok-with-kinks")
@@ -263,7 +265,9 @@ def test_relu_cnn_on_digits_reports_kinks_not_a_wrong_gradient():
 def test_wrong_gradient_in_a_relu_cnn_is_still_wrong():
     x, y = digits_batch()
     model = digits_cnn(wrong=True)
-    report = gradient_check(model, x, y, loss="sparse_categorical_crossentropy")
+    report = gradient_check(
+        model, x, y, loss="sparse_categorical_crossentropy", max_params=20
+    )
     assert report.verdict == "wrong"
     buggy = model.get_layer("buggy").kernel.path
     # Analytic = 2 * numeric away from kinks: relative error 0.5.
