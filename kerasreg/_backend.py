@@ -22,8 +22,9 @@ It also holds `float64_scope`, which makes float64 numerics real on jax:
    this, so the scope maps float64 to itself in that table for its
    duration and restores it on exit.
 
-The scope also sets Keras' `floatx` to float64, so losses built inside it
-compute in float64.
+The scope also sets Keras' `floatx` and global dtype policy to float64, so
+losses built inside it compute in float64, and so do layers that a rebuilt
+subclassed model or custom layer creates without naming a dtype.
 """
 
 import contextlib
@@ -71,10 +72,13 @@ def float64_scope():
 
             stack.enter_context(jax.enable_x64(True))
             stack.enter_context(_keras_keeps_float64())
+        previous_policy = keras.config.dtype_policy()
         keras.config.set_floatx("float64")
+        keras.config.set_dtype_policy("float64")
         try:
             yield
         finally:
+            keras.config.set_dtype_policy(previous_policy)
             keras.config.set_floatx(previous_floatx)
 
 

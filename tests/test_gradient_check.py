@@ -140,12 +140,14 @@ def test_relu_network_is_fine_for_kinks():
     assert report.max_relative_error < 1e-4
 
 
-def test_relu_kink_error_matches_hand_computation():
+def test_relu_kink_is_reported_as_a_kink_with_hand_computed_slopes():
     # One ReLU unit, w = 1, b = 0, inputs 0, 1, 2, 3: the first sample sits
     # exactly on the kink. Objective: mean(relu(x w + b)).
     # d/db: autodiff uses relu'(0) = 0 -> (0 + 1 + 1 + 1) / 4 = 0.75;
     # central difference sees (relu(h) - relu(-h)) / 2h = 0.5 for that
     # sample -> 3.5 / 4 = 0.875; relative error 0.125 / 0.875 = 1 / 7.
+    # One-sided slopes: left 3 / 4 = 0.75 (= the analytic one), right
+    # 4 / 4 = 1: a kink, not a wrong gradient.
     # d/dw: the kink sample has x = 0, so both give (1 + 2 + 3) / 4.
     model = keras.Sequential(
         [keras.Input((1,)), keras.layers.Dense(1, activation="relu")]
@@ -154,11 +156,123 @@ def test_relu_kink_error_matches_hand_computation():
     x = np.array([[0.0], [1.0], [2.0], [3.0]])
     report = gradient_check(model, x, loss=keras.ops.mean)
     layer = model.layers[0]
-    np.testing.assert_allclose(report.per_weight[layer.bias.path], 1 / 7, rtol=1e-6)
-    assert report.per_weight[layer.kernel.path] < 1e-7
-    assert report.worst[layer.bias.path]["analytic"] == pytest.approx(0.75)
-    assert report.worst[layer.bias.path]["numeric"] == pytest.approx(0.875)
+    bias, kernel = layer.bias.path, layer.kernel.path
+    assert report.kinks == {kernel: 0, bias: 1}
+    assert report.num_kinks == 1
+    entry = report.kink_worst[bias]
+    assert entry["index"] == (0,)
+    assert entry["analytic"] == pytest.approx(0.75)
+    assert entry["numeric"] == pytest.approx(0.875)
+    assert entry["slope_minus"] == pytest.approx(0.75)
+    assert entry["slope_plus"] == pytest.approx(1.0)
+    np.testing.assert_allclose(entry["relative_error"], 1 / 7, rtol=1e-6)
+    # The kink entry is left out of the error; the kernel is exact.
+    assert report.per_weight[bias] == 0.0 and report.worst[bias] is None
+    assert report.per_weight[kernel] < 1e-7
+    assert report.verdict == "good"
+    assert report.kink_worst[kernel] is None
+    assert "crossed a kink" in str(report)
+
+
+def digits_cnn(seed=0, wrong=False):
+    keras.utils.set_random_seed(seed)
+    layers = [keras.Input((8, 8, 1))]
+    layers.append(keras.layers.Conv2D(2, 3, activation="relu", name="conv"))
+    layers.append(keras.layers.Flatten())
+    if wrong:
+        layers += [WrongGradientDense(4, name="buggy"), keras.layers.ReLU()]
+    layers.append(keras.layers.Dense(10, activation="softmax", name="out"))
+    return keras.Sequential(layers)
+
+
+def test_max_pooling_tie_is_a_kink_not_a_wrong_gradient():
+    # z = x W + b with x = 1, W = [[1, 1]], b = [0, 0]: z = [1, 1], a tie
+    # in max(z_0, z_1). Moving b_0 by +h raises the max (slope 1), by -h
+    # leaves it at 1 (slope 0): the central difference gives 1/2. Autodiff
+    # gives the whole gradient to one of the tied entries (1 and 0), or
+    # splits it (1/2 each, then there is no error at all).
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(2, name="z"),
+            keras.layers.Reshape((2, 1)),
+            keras.layers.MaxPooling1D(2),
+            keras.layers.Flatten(),
+        ]
+    )
+    model.set_weights([np.ones((1, 2), "float32"), np.zeros((2,), "float32")])
+    report = gradient_check(model, np.ones((1, 1)), loss=keras.ops.mean)
+    assert report.verdict == "good", str(report)
+    for v in model.trainable_variables:
+        worst = report.kink_worst[v.path]
+        if worst is None:  # split gradient: exact
+            assert report.per_weight[v.path] < 1e-7
+        else:
+            assert report.kinks[v.path] == 2
+            assert worst["numeric"] == pytest.approx(0.5)
+            assert worst["analytic"] in (pytest.approx(0.0), pytest.approx(1.0))
+            assert {round(worst["slope_minus"], 6), round(worst["slope_plus"], 6)} == {
+                0.0,
+                1.0,
+            }
+
+
+def digits_batch(n=4):
+    (x, y), _, _ = kerasreg.datasets.load("digits", seed=0)
+    return x[:n].reshape(n, 8, 8, 1), y[:n]
+
+
+def test_relu_cnn_on_digits_reports_kinks_not_a_wrong_gradient():
+    # Blank 3x3 patches of the digits give a pre-activation equal to the
+    # (zero) conv bias: exactly on the ReLU kink, so each conv-bias check
+    # crosses it. Before kinks were detected the verdict was "wrong".
+    x, y = digits_batch()
+    patches = np.lib.stride_tricks.sliding_window_view(x[..., 0], (3, 3), axis=(1, 2))
+    assert np.any(np.all(patches == 0, axis=(-1, -2)))
+    model = digits_cnn()
+    report = gradient_check(
+        model, x, y, loss="sparse_categorical_crossentropy", max_params=20
+    )
+    conv_bias = model.get_layer("conv").bias.path
+    assert report.verdict != "wrong", str(report)
+    assert report.verdict in ("good", "ok-with-kinks")
+    assert report.kinks[conv_bias] >= 1
+    assert report.num_kinks >= 1
+    # Independent numpy backprop of the conv bias gradient, with ReLU'(0)
+    # taken as 0 (what autodiff does: the slope below the kink) and as 1
+    # (the slope above it, blank patches' units switched on).
+    kernel, bias, w, c = (np.asarray(v, "float64") for v in model.get_weights())
+    windows = np.lib.stride_tricks.sliding_window_view(x[..., 0], (3, 3), axis=(1, 2))
+    z = np.einsum("nijab,abk->nijk", windows, kernel[:, :, 0, :]) + bias
+    logits = np.maximum(z, 0).reshape(len(x), -1) @ w + c
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    d_logits = (p - np.eye(10)[y]) / len(x)
+    d_relu = (d_logits @ w.T).reshape(z.shape)
+    below = np.sum(d_relu * (z > 0), axis=(0, 1, 2))
+    above = np.sum(d_relu * (z >= 0), axis=(0, 1, 2))
+    for k in range(2):
+        if report.kink_worst[conv_bias] and report.kink_worst[conv_bias]["index"] == (k,):
+            entry = report.kink_worst[conv_bias]
+            assert entry["analytic"] == pytest.approx(below[k], rel=1e-9)
+            slopes = sorted([entry["slope_minus"], entry["slope_plus"]])
+            np.testing.assert_allclose(slopes, sorted([below[k], above[k]]), rtol=1e-3)
+            assert entry["relative_error"] > 1e-2  # "wrong" if it were counted
+    crossing = [k for k in range(2) if np.any(z[..., k] == 0)]
+    assert report.kinks[conv_bias] == len(crossing) >= 1
+
+
+def test_wrong_gradient_in_a_relu_cnn_is_still_wrong():
+    x, y = digits_batch()
+    model = digits_cnn(wrong=True)
+    report = gradient_check(
+        model, x, y, loss="sparse_categorical_crossentropy", max_params=20
+    )
     assert report.verdict == "wrong"
+    buggy = model.get_layer("buggy").kernel.path
+    # Analytic = 2 * numeric away from kinks: relative error 0.5.
+    np.testing.assert_allclose(report.per_weight[buggy], 0.5, rtol=1e-6)
+    assert report.checked[buggy] - report.kinks[buggy] > report.checked[buggy] // 2
 
 
 def test_max_params_subsamples_each_weight():
@@ -240,3 +354,149 @@ def test_missing_loss_is_an_error():
     x, y = data()
     with pytest.raises(ValueError, match=r"argument `loss`.*Received: loss=None"):
         gradient_check(tanh_softmax(), x, y)
+
+
+class UnregisteredLinear(keras.layers.Layer):
+    """`x @ kernel`: a custom layer NOT registered as serializable."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], self.units), initializer="glorot_uniform"
+        )
+
+    def call(self, inputs):
+        return keras.ops.matmul(inputs, self.kernel)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class UnregisteredNet(keras.Model):
+    """A subclassed model (not registered) holding an unregistered layer."""
+
+    def __init__(self, units=2, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.linear = UnregisteredLinear(units)
+
+    def call(self, inputs):
+        return self.linear(inputs)
+
+
+def unregistered_mse(y_true, y_pred):  # an unregistered loss function
+    return keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)
+
+
+def _unregistered_models():
+    inputs = keras.Input((3,))
+    functional = keras.Model(inputs, UnregisteredLinear(2)(inputs))
+    return {
+        "sequential": keras.Sequential([keras.Input((3,)), UnregisteredLinear(2)]),
+        "functional": functional,
+        "subclassed": UnregisteredNet(2),
+    }
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional", "subclassed"])
+def test_unregistered_custom_layer_and_loss(kind):
+    # Checking one's own layer is the main use: it must not need the
+    # registry, nor must a compiled unregistered loss get in the way.
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(6, 3))
+    y = rng.normal(size=(6, 2))
+    model = _unregistered_models()[kind]
+    model.compile(optimizer="sgd", loss=unregistered_mse)
+    model(x[:1])
+    (w,) = (np.asarray(v, dtype="float64") for v in model.get_weights())
+    report = gradient_check(model, x, y)  # the compiled (unregistered) loss
+    assert report.verdict == "good", str(report)
+    # MSE over 2 outputs and 6 rows: dL/dW = 2 / (6 * 2) x^T (x W - y).
+    expected = 2 / (6 * 2) * x.T @ (x @ w - y)
+    (path,) = report.per_weight
+    worst = report.worst[path]
+    np.testing.assert_allclose(worst["analytic"], expected[worst["index"]], rtol=1e-9)
+    assert report.checked[path] == 6
+
+
+def _dropout_model(dropout):
+    keras.utils.set_random_seed(3)
+    layers = [keras.Input((4,)), keras.layers.Dense(6, activation="tanh")]
+    if dropout is not None:
+        layers.append(dropout)
+    layers.append(keras.layers.Dense(3, activation="softmax"))
+    return keras.Sequential(layers)
+
+
+@pytest.mark.parametrize(
+    "dropout",
+    [
+        lambda: kerasreg.Dropout(0.5, mc=True),
+        lambda: kerasreg.Dropout(0.5),
+        lambda: keras.layers.GaussianNoise(1.0),
+    ],
+    ids=["mc", "plain", "noise"],
+)
+def test_dropout_is_off_even_in_mc_mode(dropout):
+    x, y = data(seed=8)
+    model = _dropout_model(dropout())
+    reference = _dropout_model(None)  # same seed: same Dense weights
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    kwargs = dict(loss="categorical_crossentropy", max_params=6)
+    first = gradient_check(model, x, y, **kwargs)
+    second = gradient_check(model, x, y, **kwargs)
+    expected = gradient_check(reference, x, y, **kwargs)
+    assert first.worst == second.worst
+    assert [w for w in first.worst.values()] == [w for w in expected.worst.values()]
+    assert first.verdict == "good"
+    # The user's layer still drops (MC dropout is untouched).
+    if isinstance(model.layers[1], kerasreg.Dropout) and model.layers[1].mc:
+        assert model.layers[1].rate == 0.5
+        out = keras.ops.convert_to_numpy(model.layers[1](np.ones((4, 50))))
+        assert np.any(out == 0)
+
+
+def test_wrong_input_shape_is_a_clear_error():
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.LayerNormalization(), keras.layers.Dense(3)]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"argument `x`\. Expected inputs of shape \(None, 4\).*"
+        r"Received: x with shape \(8, 5\)",
+    ):
+        gradient_check(model, np.ones((8, 5)))
+    with pytest.raises(ValueError, match=r"argument `x`.*Received: x=None"):
+        gradient_check(model, None)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"per_weight": None}, r"argument `per_weight`.*Received: per_weight=None"),
+        (
+            {"per_weight": {"w": "big"}},
+            r"argument `per_weight`.*Received: per_weight=\{'w': 'big'\}",
+        ),
+        ({"per_weight": {"w": 0.1}, "h": 0}, r"argument `h`.*Received: h=0"),
+        (
+            {"per_weight": {"w": 0.1}, "checked": 3},
+            r"argument `checked`.*Received: checked=3",
+        ),
+    ],
+)
+def test_report_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GradientCheckReport(**kwargs)
+
+
+def test_report_positional_none():
+    with pytest.raises(ValueError, match=r"per_weight=None"):
+        GradientCheckReport(None)
+    report = GradientCheckReport({"w": 0.0})
+    assert report.verdict == "good" and report.num_kinks == 0
+    assert "w" in str(report)

@@ -155,3 +155,34 @@ def test_no_kernel_layer_is_an_error(x):
 def test_bad_arguments(x, kwargs, message):
     with pytest.raises(ValueError, match=message):
         lsuv(mlp(), x, **kwargs)
+
+
+def test_missing_batch_is_a_clear_error():
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid value received for argument `x`\. Expected a batch of "
+        r"inputs.*Received: x=None",
+    ):
+        lsuv(mlp(), None)
+    with pytest.raises(ValueError, match=r"argument `x`.*Received: x=None"):
+        lsuv(mlp(), x=None)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        ((None,), r"argument `layers`\. Expected a list of dicts.*Received: layers=None"),
+        (([{"layer": "a"}],), r"argument `layers`.*Received: layers=\[\{'layer': 'a'\}\]"),
+        (([], 0), r"argument `tol`\. Expected a float value > 0\. Received: tol=0"),
+    ],
+)
+def test_report_rejects_bad_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        LSUVReport(*args)
+
+
+def test_report_built_by_hand():
+    entry = {"layer": "d", "variance": 1.02, "iterations": 2, "converged": True}
+    report = LSUVReport([entry])
+    assert report.tol == 0.1 and report.converged and len(report) == 1
+    assert "d" in str(report)

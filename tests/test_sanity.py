@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+import kerasreg
 from kerasreg.diagnostics import sanity_check
 
 
@@ -143,3 +144,64 @@ def test_bad_arguments(digits):
         sanity_check(model, x, y, tolerance=-1)
     with pytest.raises(ValueError, match="same number"):
         sanity_check(model, x, y[:10])
+
+
+def test_readme_snippet_model_overfits_with_default_optimizer_settings():
+    # The README's snippet: a healthy L2-regularized ReLU MLP compiled with
+    # plain "adam" (learning rate 1e-3). Full-batch Adam at 1e-3 reached
+    # only 0.30 after 100 steps; the check's own optimizer must get it
+    # below 0.05, with 100% training accuracy on the 20 examples.
+    (x, y), _, _ = kerasreg.datasets.load("digits", seed=0)
+    x = x.reshape(len(x), -1)
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(
+                64, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-4)
+            ),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    report = sanity_check(model, x, y, n_overfit=20, epochs=100)
+    check = report["overfit"]
+    assert check.passed is True, str(report)
+    assert check.value < 0.05
+    assert check.details["accuracy"] == 1.0
+    assert check.details["epochs_run"] <= 100
+    assert check.details["learning_rate"] == 1e-2
+    assert report.passed is True
+    # The user's model and optimizer are untouched.
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    assert int(model.optimizer.iterations.numpy()) == 0
+
+
+class McNet(keras.Model):
+    """A subclassed model whose Monte-Carlo dropout drops at inference too."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = keras.layers.Dense(32, activation="relu")
+        self.drop = kerasreg.Dropout(0.9, mc=True)
+        self.out = keras.layers.Dense(10, activation="softmax")
+
+    def call(self, inputs, training=False):
+        return self.out(self.drop(self.hidden(inputs), training=training))
+
+
+def test_monte_carlo_dropout_is_off_for_the_overfit_check(digits):
+    x, y = digits
+    model = McNet()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model(x[:1])
+    report = sanity_check(model, x, y, n_overfit=10, epochs=100)
+    assert report["overfit"].passed is True, str(report)
+    assert report["overfit"].details["accuracy"] == 1.0
+    assert model.drop.rate == 0.9 and model.drop.mc is True
+
+
+def test_bad_learning_rates(digits):
+    x, y = digits
+    for bad in [(), (0.0,), "fast", (1e-2, -1.0)]:
+        with pytest.raises(ValueError, match=r"argument `learning_rates`"):
+            sanity_check(_mlp(), x, y, learning_rates=bad)

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from kerasreg import _checks
+from kerasreg.diagnostics._dropout import switch_off_dropout
 
 _NAME_FORMS = {
     "categoricalcrossentropy": "categorical",
@@ -161,27 +162,35 @@ class _ScaledRegularizer:
         return self.factor * self.regularizer(x)
 
 
-def _compile_like(clone, model):
-    """Compiles `clone` with a fresh copy of `model`'s compile arguments."""
+def _compile_like(clone, model, optimizer=None):
+    """Compiles `clone` with a fresh copy of `model`'s compile arguments.
+
+    With `optimizer`, that optimizer replaces the model's.
+    """
     try:
-        clone.compile_from_config(model.get_compile_config())
+        config = dict(model.get_compile_config())
+        if optimizer is not None:
+            config["optimizer"] = keras.optimizers.serialize(optimizer)
+        clone.compile_from_config(config)
         if clone.compiled:
             return
     except Exception:  # unregistered custom objects: fall back below
         pass
-    optimizer = model.optimizer.__class__.from_config(
-        model.optimizer.get_config()
-    )
+    if optimizer is None:
+        optimizer = model.optimizer.__class__.from_config(
+            model.optimizer.get_config()
+        )
     clone.compile(optimizer=optimizer, loss=model.loss)
 
 
-def _copy(model, dropout=True):
+def _copy(model, dropout=True, optimizer=None):
     """A compiled copy of `model` with the same weights.
 
     With `dropout=False`, dropout-like layers (Dropout, SpatialDropout,
     GaussianDropout, GaussianNoise, AlphaDropout and any layer class whose
     name ends in "Dropout") are replaced by `Identity` in Sequential and
-    Functional models.
+    Functional models, and switched off (rate 0) elsewhere. With
+    `optimizer`, the copy is compiled with it instead of the model's.
     """
 
     def clone_function(layer):
@@ -196,8 +205,10 @@ def _copy(model, dropout=True):
         clone = keras.models.clone_model(model, clone_function=clone_function)
     except ValueError:  # subclassed model: no per-layer cloning
         clone = keras.models.clone_model(model)
+    if not dropout:
+        switch_off_dropout(clone)
     clone.set_weights(model.get_weights())
-    _compile_like(clone, model)
+    _compile_like(clone, model, optimizer)
     return clone
 
 
@@ -255,7 +266,7 @@ def _initial_loss_check(model, x, y, tolerance):
     _set_regularization(clone, 0.0)
     loss = _evaluate_loss(clone, x, y)
     kind = _loss_kind(model.loss)
-    if kind is None or len(model.outputs or [None]) != 1:
+    if kind is None or len(getattr(model, "outputs", None) or [None]) != 1:
         return SanityCheck(
             "initial_loss",
             None,
@@ -329,45 +340,56 @@ def _regularization_check(model, x, y, factor):
     )
 
 
-class _StopBelow(keras.callbacks.Callback):
-    def __init__(self, target):
-        super().__init__()
-        self.target = target
+def _overfit_run(model, x, y, steps, target, learning_rate):
+    """Full-batch Adam steps on a fresh copy until the loss is below target.
 
-    def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and loss < self.target:
-            self.model.stop_training = True
-
-
-def _overfit_check(model, x, y, epochs, target):
-    clone = _copy(model, dropout=False)
-    _set_regularization(clone, 0.0)
-    n = _length(x)
-    history = clone.fit(
-        x,
-        y,
-        batch_size=n,
-        epochs=epochs,
-        shuffle=False,
-        verbose=0,
-        callbacks=[_StopBelow(target)],
+    Returns `(best_loss, steps_run, accuracy_at_best)`; the loss of a step
+    is the one `train_on_batch` reports, before that step's update.
+    """
+    clone = _copy(
+        model, dropout=False, optimizer=keras.optimizers.Adam(learning_rate)
     )
-    logs = history.history
-    loss = float(logs["loss"][-1])
-    accuracy = None
-    for key, values in logs.items():
-        if "acc" in key and not key.startswith("val_"):
-            accuracy = float(values[-1])
+    _set_regularization(clone, 0.0)
+    best, accuracy, steps_run = math.inf, None, 0
+    for _ in range(steps):
+        logs = clone.train_on_batch(x, y, return_dict=True)
+        steps_run += 1
+        loss = float(logs["loss"])
+        if not np.isfinite(loss):
             break
+        if loss < best:
+            best = loss
+            accuracy = next(
+                (float(v) for k, v in logs.items() if "acc" in k), None
+            )
+        if loss < target:
+            break
+    return best, steps_run, accuracy
+
+
+def _overfit_check(model, x, y, epochs, target, learning_rates):
+    n = _length(x)
+    runs = []
+    for learning_rate in learning_rates:
+        loss, steps_run, accuracy = _overfit_run(
+            model, x, y, epochs, target, learning_rate
+        )
+        runs.append((loss, learning_rate, steps_run, accuracy))
+        if loss < target:
+            break
+    loss, learning_rate, steps_run, accuracy = min(runs, key=lambda r: r[0])
     passed = bool(np.isfinite(loss) and loss < target)
     advice = "" if passed else _OVERFIT_ADVICE
     details = {
-        "epochs_run": len(logs["loss"]),
+        "epochs_run": steps_run,
+        "learning_rate": learning_rate,
+        "learning_rates_tried": [r[1] for r in runs],
         "accuracy": accuracy,
         "examples": n,
     }
-    return SanityCheck("overfit", passed, loss, f"< {target:g}", advice, details)
+    return SanityCheck(
+        "overfit", passed, float(loss), f"< {target:g}", advice, details
+    )
 
 
 def sanity_check(
@@ -381,6 +403,7 @@ def sanity_check(
     target_loss=0.05,
     regularization_factor=10.0,
     max_eval=1024,
+    learning_rates=(1e-2, 1e-3),
 ):
     """Checks a compiled model before training, as the cs231n notes advise.
 
@@ -398,10 +421,17 @@ def sanity_check(
     2. `"regularization"`: multiplying every regularizer (kernel, bias and
        activity regularizers) by `regularization_factor` must raise the
        loss. Skipped (`passed=None`) when the model has no regularizer.
-    3. `"overfit"`: with regularization and dropout off, full-batch training
-       on `n_overfit` examples must drive the training loss below
-       `target_loss` within `epochs` epochs. When it does not: "check the
-       learning rate, the labels, the output activation".
+    3. `"overfit"`: "turn off regularization and make sure you can reach
+       zero cost" on a tiny subset. On a copy with regularization and
+       dropout (Monte-Carlo dropout included) off, full-batch Adam steps on
+       `n_overfit` examples must drive the training loss below
+       `target_loss` within `epochs` steps; training stops as soon as it
+       does. The check uses its own optimizer, not the model's: Adam with
+       the first of `learning_rates`, then, if the loss is still above the
+       target, the next one from the same initial weights. It measures
+       whether the model, loss and labels can fit, not whether the model's
+       own optimizer settings are good. When it fails: "check the learning
+       rate, the labels, the output activation".
 
     Run it on a freshly initialized model: the first check is about the
     loss at initialization. Dropout-like layers are removed for the overfit
@@ -412,8 +442,8 @@ def sanity_check(
         x: Input data (array, list or dict of arrays).
         y: Targets.
         n_overfit: Integer. Number of examples to overfit. Defaults to `20`.
-        epochs: Integer. Maximum number of full-batch epochs for the overfit
-            check. Defaults to `200`.
+        epochs: Integer. Maximum number of full-batch training steps of the
+            overfit check, per learning rate tried. Defaults to `200`.
         seed: Integer. Seed of the choice of examples. Defaults to `0`.
         tolerance: Float. Relative tolerance of the initial loss check.
             Defaults to `0.1`.
@@ -423,6 +453,9 @@ def sanity_check(
             multiplies the regularizers by. Defaults to `10.0`.
         max_eval: Integer. The loss checks use at most this many examples
             (a random subset). Defaults to `1024`.
+        learning_rates: Tuple of positive floats. Learning rates of the
+            overfit check's Adam optimizer, tried in order until one reaches
+            `target_loss`. Defaults to `(1e-2, 1e-3)`.
 
     Returns:
         A `SanityReport`: `print()` it for a table; `.passed`, `.checks`,
@@ -480,6 +513,16 @@ def sanity_check(
             "regularization_factor", regularization_factor, "a float value > 1"
         )
     _checks.int_at_least("max_eval", max_eval, 1)
+    if (
+        not isinstance(learning_rates, (list, tuple))
+        or not learning_rates
+        or not all(_checks.is_real(r) and 0 < r < math.inf for r in learning_rates)
+    ):
+        raise _checks.invalid(
+            "learning_rates",
+            learning_rates,
+            "a non-empty tuple of float values > 0",
+        )
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
@@ -491,6 +534,13 @@ def sanity_check(
     checks = [
         _initial_loss_check(model, x_eval, y_eval, tolerance),
         _regularization_check(model, x_eval, y_eval, regularization_factor),
-        _overfit_check(model, x_fit, y_fit, int(epochs), target_loss),
+        _overfit_check(
+            model,
+            x_fit,
+            y_fit,
+            int(epochs),
+            target_loss,
+            tuple(float(r) for r in learning_rates),
+        ),
     ]
     return SanityReport(checks)

@@ -27,11 +27,26 @@ class LSUVReport:
     The report behaves like a read-only list of these dicts
     (`len(report)`, `report[0]`, iteration), and `str(report)` is a small
     table.
+
+    Args:
+        layers: List of the per-layer dicts described above.
+        tol: Positive float. The tolerance the layers were initialized with.
+            Defaults to `0.1`.
     """
 
-    def __init__(self, layers, tol):
+    def __init__(self, layers, tol=0.1):
+        keys = {"layer", "variance", "iterations", "converged"}
+        if not isinstance(layers, (list, tuple)) or not all(
+            isinstance(entry, dict) and keys <= set(entry) for entry in layers
+        ):
+            raise _checks.invalid(
+                "layers",
+                layers,
+                "a list of dicts with keys 'layer', 'variance', 'iterations' "
+                "and 'converged'",
+            )
         self.layers = list(layers)
-        self.tol = tol
+        self.tol = _checks.positive_float("tol", tol)
 
     def __len__(self):
         return len(self.layers)
@@ -191,6 +206,11 @@ def lsuv(model, x, tol=0.1, max_iter=10, seed=None):
         raise ValueError(
             "Invalid value received for argument `model`. "
             f"Expected a keras.Model. Received: model={model!r}"
+        )
+    if x is None:
+        raise _checks.invalid(
+            "x", x, "a batch of inputs the model accepts (array, tensor, or "
+            "their list or dict)"
         )
     if not model.built:
         _forward(model, x)
