@@ -18,12 +18,14 @@ the serialization registry unless `recursive=True`.
   (`finally`), so nothing is compiled and the compile config (losses,
   metrics) is never deserialized;
 * clones any other (subclassed) model through its config, with the compile
-  config dropped and the classes of the model and of its layers passed as
-  `custom_objects`, so unregistered classes reachable from `model.layers`
-  work too;
+  config dropped, inside a custom-object scope holding every class and
+  function reachable from the live model (`own_custom_objects`), so
+  unregistered layers, initializers, regularizers... work too;
 * builds the clone (`build_from_config`) when the source is built, so that
   `set_weights` can follow.
 """
+
+import types
 
 import keras
 
@@ -36,27 +38,73 @@ def _clone_layer(layer):
     return layer.__class__.from_config(layer.get_config())
 
 
-def _classes(model):
-    """`{class name: class}` of `model` and every layer reachable from it."""
-    classes = {}
-    stack = [model]
+_SAVEABLE_TYPES = (
+    keras.layers.Layer,
+    keras.initializers.Initializer,
+    keras.regularizers.Regularizer,
+    keras.constraints.Constraint,
+    keras.losses.Loss,
+    keras.optimizers.schedules.LearningRateSchedule,
+)
+
+
+def _is_keras_own(obj):
+    module = getattr(obj, "__module__", None) or ""
+    return module == "keras" or module.startswith("keras.")
+
+
+def own_custom_objects(model):
+    """The model's own classes and functions, by the names Keras saves them.
+
+    An unregistered custom layer (or initializer, regularizer, constraint,
+    activation function, subclassed model) is saved under its Python name
+    and cannot be found again when the config is loaded. Every such object
+    reachable from the live model is collected here, so that loading the
+    config inside `keras.saving.custom_object_scope(...)` finds it.
+    """
+    found = {}
     seen = set()
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        classes.setdefault(layer.__class__.__name__, layer.__class__)
-        stack.extend(getattr(layer, "layers", None) or [])
-    return classes
+
+    def add(name, obj):
+        if name and not name.startswith("<") and not _is_keras_own(obj):
+            found.setdefault(name, obj)
+
+    def visit(value, depth):
+        if id(value) in seen or depth > 64:
+            return
+        seen.add(id(value))
+        if isinstance(value, (list, tuple, set)):
+            for item in value:
+                visit(item, depth + 1)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item, depth + 1)
+        elif isinstance(value, _SAVEABLE_TYPES):
+            add(type(value).__name__, type(value))
+            try:
+                attributes = vars(value)
+            except TypeError:
+                return
+            for item in attributes.values():
+                visit(item, depth + 1)
+        elif isinstance(value, types.FunctionType):
+            add(value.__name__, value)
+
+    visit(model, 0)
+    return found
 
 
-def _clone_through_config(model):
+def uncompiled_config(model):
+    """`model`'s serialized config without its compile config."""
     config = keras.saving.serialize_keras_object(model)
     config.pop("compile_config", None)
-    return keras.saving.deserialize_keras_object(
-        config, custom_objects=_classes(model)
-    )
+    return config
+
+
+def from_own_config(model, config):
+    """Deserializes `config` (of `model`) finding `model`'s own classes."""
+    with keras.saving.custom_object_scope(own_custom_objects(model)):
+        return keras.saving.deserialize_keras_object(config)
 
 
 def clone_uncompiled(model):
@@ -82,7 +130,7 @@ def clone_uncompiled(model):
     finally:
         model.compiled = compiled
     if clone is None:
-        clone = _clone_through_config(model)
+        clone = from_own_config(model, uncompiled_config(model))
     if model.built and not clone.built:
         clone.build_from_config(model.get_build_config())
     return clone

@@ -3,12 +3,12 @@
 import collections.abc
 import inspect
 import math
-import types
 
 import keras
 import numpy as np
 
 from kerasreg import _backend
+from kerasreg import _cloning
 from kerasreg import _checks
 from kerasreg.diagnostics._dropout import switch_off_dropout
 
@@ -197,62 +197,6 @@ def _as_float64(data):
     return keras.tree.map_structure(convert, data)
 
 
-_SAVEABLE_TYPES = (
-    keras.layers.Layer,
-    keras.initializers.Initializer,
-    keras.regularizers.Regularizer,
-    keras.constraints.Constraint,
-    keras.losses.Loss,
-    keras.optimizers.schedules.LearningRateSchedule,
-)
-
-
-def _is_keras_own(obj):
-    module = getattr(obj, "__module__", None) or ""
-    return module == "keras" or module.startswith("keras.")
-
-
-def _own_custom_objects(model):
-    """The model's own classes and functions, by the names Keras saves them.
-
-    An unregistered custom layer (or initializer, regularizer, constraint,
-    activation function, subclassed model) is saved under its Python name
-    and cannot be found again when the config is loaded. Every such object
-    reachable from the live model is collected here, so that loading the
-    config inside `keras.saving.custom_object_scope(...)` finds it.
-    """
-    found = {}
-    seen = set()
-
-    def add(name, obj):
-        if name and not name.startswith("<") and not _is_keras_own(obj):
-            found.setdefault(name, obj)
-
-    def visit(value, depth):
-        if id(value) in seen or depth > 64:
-            return
-        seen.add(id(value))
-        if isinstance(value, (list, tuple, set)):
-            for item in value:
-                visit(item, depth + 1)
-        elif isinstance(value, dict):
-            for item in value.values():
-                visit(item, depth + 1)
-        elif isinstance(value, _SAVEABLE_TYPES):
-            add(type(value).__name__, type(value))
-            try:
-                attributes = vars(value)
-            except TypeError:
-                return
-            for item in attributes.values():
-                visit(item, depth + 1)
-        elif isinstance(value, types.FunctionType):
-            add(value.__name__, value)
-
-    visit(model, 0)
-    return found
-
-
 def _float64_clone(model, x64):
     """A float64 copy of `model` with the same weights (call in float64_scope).
 
@@ -262,11 +206,9 @@ def _float64_clone(model, x64):
     model's own classes, so unregistered custom layers and subclassed models
     work. Dropout-like layers of the copy are switched off.
     """
-    config = keras.saving.serialize_keras_object(model)
-    config.pop("compile_config", None)
+    config = _to_float64_config(_cloning.uncompiled_config(model))
     try:
-        with keras.saving.custom_object_scope(_own_custom_objects(model)):
-            clone = keras.saving.deserialize_keras_object(_to_float64_config(config))
+        clone = _cloning.from_own_config(model, config)
     except Exception as error:
         raise ValueError(
             "gradient_check needs to rebuild the model in float64 from its "
