@@ -19,6 +19,7 @@ from kerasreg.diagnostics.gradient_check import GradientCheckReport
 from kerasreg.diagnostics.gradient_check import gradient_check
 from kerasreg.diagnostics.overfitting import overfitting_report
 from kerasreg.diagnostics.sanity import sanity_check
+from kerasreg.ensembles import DeepEnsemble
 from kerasreg.ensembles import Ensemble
 from kerasreg.ensembles import MultiHeadEnsemble
 from kerasreg.ensembles import SnapshotEnsemble
@@ -44,6 +45,7 @@ __all__ = [
     "ActivationHistograms",
     "BatchNormalization",
     "CyclicCosine",
+    "DeepEnsemble",
     "Dropout",
     "Ensemble",
     "ExponentialDecay",
