@@ -20,6 +20,9 @@ from kerasreg.ensembles.ensemble import to_probabilities
 
 BOOTSTRAPS = (None, "poisson")
 
+# Key prefix of the saved random-seed states (see `_seed_states`).
+_SEED_KEY = "seed_state_"
+
 # Poisson(1) is drawn by inverting its CDF on a uniform draw, over the support
 # 0 .. _POISSON_MAX: P(X > 12) < 1e-10, below float32's resolution near 1.
 _POISSON_MAX = 12
@@ -156,8 +159,9 @@ class DeepEnsemble(keras.Model):
     alone on the same batches. This holds for every per-variable optimizer
     option (`clipnorm`, `clipvalue`, `weight_decay`, `use_ema`); the
     optimizer's `global_clipnorm` would clip the members jointly and is
-    refused (at the first training step). With a `LossScaleOptimizer` (mixed precision) a
-    step is skipped for every member when any gradient overflows.
+    refused (at the first training step). With a `LossScaleOptimizer`
+    (mixed precision) a step is skipped for every member when any gradient
+    overflows.
 
     Online bootstrap (`bootstrap="poisson"`): at every step, each member
     weighs each example by its own independent Poisson(1) draw, the online
@@ -441,6 +445,31 @@ class DeepEnsemble(keras.Model):
         return np.moveaxis(np.asarray(out), 1, 0)
 
     # Serialization --------------------------------------------------------
+
+    def _seed_states(self):
+        """The random-seed states of the model: bootstrap and members' layers.
+
+        Keras saves no `SeedGenerator` state with the weights; these are saved
+        here, so that a `.keras` file or a `BackupAndRestore` checkpoint
+        resumes the same dropout masks and bootstrap weights.
+        """
+        skip = {id(v) for v in self.weights}
+        skip.update(id(v) for v in self.metrics_variables)
+        return [v for v in self.variables if id(v) not in skip]
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        for i, v in enumerate(self._seed_states()):
+            store[f"{_SEED_KEY}{i}"] = v
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        own = {k: store[k] for k in keys if not k.startswith(_SEED_KEY)}
+        super().load_own_variables(own)
+        seeds = self._seed_states()
+        if all(f"{_SEED_KEY}{i}" in keys for i in range(len(seeds))):
+            for i, v in enumerate(seeds):
+                v.assign(store[f"{_SEED_KEY}{i}"])
 
     def get_config(self):
         base_config = super().get_config()
