@@ -56,7 +56,7 @@ def _pair(build, seed=0):
     for member in fused.members:
         alone = build()
         for v, w in zip(alone.variables, member.variables):
-            v.assign(w)
+            v.assign(keras.ops.convert_to_numpy(w))  # a copy (jax donates)
         separate.append(alone)
     return fused, separate
 
