@@ -20,6 +20,7 @@ from kerasreg.diagnostics.gradient_check import GradientCheckReport
 from kerasreg.diagnostics.gradient_check import gradient_check
 from kerasreg.diagnostics.overfitting import overfitting_report
 from kerasreg.diagnostics.sanity import sanity_check
+from kerasreg.ensembles import DeepEnsemble
 from kerasreg.ensembles import Ensemble
 from kerasreg.ensembles import MCDropout
 from kerasreg.ensembles import MultiHeadEnsemble
@@ -46,6 +47,7 @@ __all__ = [
     "ActivationHistograms",
     "BatchNormalization",
     "CyclicCosine",
+    "DeepEnsemble",
     "Dropout",
     "Ensemble",
     "ExponentialDecay",
