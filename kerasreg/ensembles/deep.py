@@ -9,14 +9,13 @@ from keras import ops
 
 from kerasreg import _checks
 from kerasreg._registry import register
+from kerasreg.ensembles.combine import check_combine
+from kerasreg.ensembles.combine import check_probabilities
+from kerasreg.ensembles.combine import combine_probabilities
+from kerasreg.ensembles.combine import to_probabilities
 from kerasreg.ensembles.ensemble import StackedPredictions
 from kerasreg.ensembles.ensemble import _io_shapes
-from kerasreg.ensembles.ensemble import _probe_inputs
 from kerasreg.ensembles.ensemble import _symbolic
-from kerasreg.ensembles.ensemble import check_combine
-from kerasreg.ensembles.ensemble import combine_probabilities
-from kerasreg.ensembles.ensemble import raise_if_logits
-from kerasreg.ensembles.ensemble import to_probabilities
 
 BOOTSTRAPS = (None, "poisson")
 
@@ -499,15 +498,5 @@ class DeepEnsemble(keras.Model):
 
 def _check_probabilities(members):
     """Refuses members that visibly output logits (probe as `Ensemble`)."""
-    model = members[0]
-    if _io_shapes(model) is None:
-        return
-    x = _probe_inputs(model)
-    if x is None:
-        return
     for i, m in enumerate(members):
-        try:
-            out = ops.convert_to_numpy(m(x, training=False))
-        except Exception:  # The probe is best effort; a real error shows on use.
-            return
-        raise_if_logits(out, f"member {i} ('{m.name}')", "build_fn")
+        check_probabilities(m, f"member {i} ('{m.name}')", "build_fn")
