@@ -130,15 +130,16 @@ def _check_against_reference(monitor, recorder, initial, paths):
             np.median(list(expected.values())), rel=1e-4)
 
 
-def _fit_recorded(built, every=3):
+def _fit_recorded(built, every=3, extra=()):
     keras.utils.set_random_seed(0)
     x, y = _mlp_data()
     model = _mlp(built)
     monitor = UpdateRatioMonitor(every=every, low=1e-12, high=1e12)
     recorder = _WeightRecorder()
-    # 40 rows, batch 4: 10 steps per epoch.
+    # 40 rows, batch 4: 10 steps per epoch (validation runs inside `fit`).
     history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
-                        callbacks=[monitor, recorder])
+                        validation_data=(x[:8], y[:8]),
+                        callbacks=[monitor, recorder, *extra])
     return model, monitor, recorder, history
 
 
@@ -169,6 +170,46 @@ def test_unbuilt_sequential_measures_from_its_first_step():
     assert [r["step"] for r in monitor.records] == [0, 3, 6, 9, 12, 15, 18]
     paths = [v.path for v in model.trainable_weights]
     _check_against_reference(monitor, recorder, twin_recorder.initial, paths)
+
+
+def test_shares_the_train_step_with_weight_ema():
+    # Both callbacks wrap the same compiled step through the in-step seam.
+    from kerasreg import WeightEMA
+
+    ema = WeightEMA(decay=0.5, swap_on_evaluate=False)
+    model, monitor, recorder, _ = _fit_recorded(built=True, extra=[ema])
+    assert [r["step"] for r in monitor.records] == [0, 3, 6, 9, 12, 15, 18]
+    paths = [v.path for v in model.trainable_weights]
+    _check_against_reference(monitor, recorder, recorder.initial, paths)
+    shadow = recorder.initial
+    for step in range(20):
+        shadow = [0.5 * s + 0.5 * w for s, w in zip(shadow, recorder.after[step])]
+    for got, want in zip(ema.shadow_weights(), shadow):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_steps_per_execution_measures_single_steps():
+    # Two steps per execution: the measured steps and their values are
+    # those of one step each, as with one step per execution.
+    x, y = _mlp_data()
+
+    def records(steps_per_execution):
+        keras.utils.set_random_seed(0)
+        model = _mlp()
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse",
+                      steps_per_execution=steps_per_execution)
+        monitor = UpdateRatioMonitor(every=3, low=1e-12, high=1e12)
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[monitor])
+        return monitor.records
+
+    single, double = records(1), records(2)
+    assert [r["step"] for r in double] == [0, 3, 6, 9]
+    for a, b in zip(double, single):
+        assert a["ratios"].keys() == b["ratios"].keys()
+        for path in a["ratios"]:
+            assert a["ratios"][path] == pytest.approx(b["ratios"][path],
+                                                      rel=1e-5)
 
 
 def test_no_batch_hooks_and_no_weight_reads_between_steps():

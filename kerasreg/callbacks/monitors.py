@@ -16,7 +16,7 @@ from kerasreg.callbacks._tensorboard import SummaryWriter
 
 def _sync(model):
     # jax backend: during `fit` the state lives outside the model's
-    # variables; bring it back (only on the steps that are measured).
+    # variables; bring it back (ActivationHistograms, once per capture).
     sync = getattr(model, "jax_state_sync", None)
     if sync is not None:
         sync()
