@@ -1,8 +1,9 @@
 """UpdateRatioMonitor cost: fit time with the monitor relative to a plain fit.
 
-`UpdateRatioMonitor` claims that steps it does not measure cost nothing (it
-only overrides `on_train_batch_begin` and syncs the jax training state only
-around measured steps). Each variant trains the benchmark MLP
+`UpdateRatioMonitor` measures inside the compiled train step (under
+`keras.ops.cond` on the optimizer's `iterations`) and reads its buffer once
+per epoch: no per-batch callback, no weight read between steps, no jax state
+sync. Each variant trains the benchmark MLP
 (`_common.mlp`) for one epoch on the same data, the variants alternating in
 each round so that machine noise hits all alike; each is fitted once before
 timing, so compilation is excluded. Figures: `UpdateRatioMonitor(every=50)`

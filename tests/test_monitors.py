@@ -72,6 +72,245 @@ def test_warns_for_bad_learning_rates(lr, word):
                   callbacks=[UpdateRatioMonitor(every=1, patience=3)])
 
 
+class _WeightRecorder(keras.callbacks.Callback):
+    """The trainable weights after every step: a reference for the monitor."""
+
+    def __init__(self):
+        super().__init__()
+        self.initial = None  # before the first step (None: model unbuilt)
+        self.after = {}  # iterations before the step -> weights after it
+
+    def _trainable(self):
+        model = self.model  # on jax, reading `self.model` syncs the state
+        return [keras.ops.convert_to_numpy(v).astype("float64")
+                for v in model.trainable_weights]
+
+    def on_train_begin(self, logs=None):
+        if self.model.built:
+            self.initial = self._trainable()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self.after[step - 1] = self._trainable()
+
+
+def _mlp(built=True):
+    layers = [keras.layers.Dense(5, activation="tanh", name="h"),
+              keras.layers.Dense(3, name="out")]
+    if built:
+        layers = [keras.Input((4,))] + layers
+    model = keras.Sequential(layers, name="net")
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
+    return model
+
+
+def _mlp_data(n=40):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = rng.normal(size=(n, 3)).astype("float32")
+    return x, y
+
+
+def _check_against_reference(monitor, recorder, initial, paths):
+    for record in monitor.records:
+        step = record["step"]
+        old = initial if step == 0 else recorder.after[step - 1]
+        new = recorder.after[step]
+        # Tensors with a zero norm (the biases before the first step) are
+        # left out.
+        expected = {
+            path: np.linalg.norm(b - a) / np.linalg.norm(a)
+            for path, a, b in zip(paths, old, new)
+            if np.linalg.norm(a) > 0
+        }
+        assert sorted(record["ratios"]) == sorted(expected)
+        for path, value in expected.items():
+            assert record["ratios"][path] == pytest.approx(value, rel=1e-4)
+        assert record["median"] == pytest.approx(
+            np.median(list(expected.values())), rel=1e-4)
+
+
+def _fit_recorded(built, every=3, extra=()):
+    keras.utils.set_random_seed(0)
+    x, y = _mlp_data()
+    model = _mlp(built)
+    monitor = UpdateRatioMonitor(every=every, low=1e-12, high=1e12)
+    recorder = _WeightRecorder()
+    # 40 rows, batch 4: 10 steps per epoch (validation runs inside `fit`).
+    history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+                        validation_data=(x[:8], y[:8]),
+                        callbacks=[monitor, recorder, *extra])
+    return model, monitor, recorder, history
+
+
+def test_ratios_match_weights_recorded_around_the_step():
+    model, monitor, recorder, history = _fit_recorded(built=True)
+    # Measured at iterations 0, 3, 6, 9 | 12, 15, 18.
+    assert [r["step"] for r in monitor.records] == [0, 3, 6, 9, 12, 15, 18]
+    paths = [v.path for v in model.trainable_weights]
+    assert paths == ["net/h/kernel", "net/h/bias", "net/out/kernel",
+                     "net/out/bias"]
+    _check_against_reference(monitor, recorder, recorder.initial, paths)
+    assert len(monitor.records[0]["ratios"]) == 2  # kernels only at step 0
+    assert len(monitor.records[1]["ratios"]) == 4
+    # Epoch logs: the epoch's last measurement (steps 9 and 18).
+    for epoch, record in ((0, monitor.records[3]), (1, monitor.records[6])):
+        assert history.history["update_ratio"][epoch] == record["median"]
+        for path, value in record["ratios"].items():
+            assert history.history[f"update_ratio/{path}"][epoch] == value
+
+
+def test_unbuilt_sequential_measures_from_its_first_step():
+    # No keras.Input: on tensorflow the first train step builds the model
+    # (and the monitor's state). Same seed as a built twin: same weights.
+    twin, _, twin_recorder, _ = _fit_recorded(built=True)
+    model, monitor, recorder, _ = _fit_recorded(built=False)
+    for a, b in zip(recorder.after[0], twin_recorder.after[0]):
+        np.testing.assert_array_equal(a, b)
+    assert [r["step"] for r in monitor.records] == [0, 3, 6, 9, 12, 15, 18]
+    paths = [v.path for v in model.trainable_weights]
+    _check_against_reference(monitor, recorder, twin_recorder.initial, paths)
+
+
+def test_shares_the_train_step_with_weight_ema():
+    # Both callbacks wrap the same compiled step through the in-step seam.
+    from kerasreg import WeightEMA
+
+    ema = WeightEMA(decay=0.5, swap_on_evaluate=False)
+    model, monitor, recorder, _ = _fit_recorded(built=True, extra=[ema])
+    assert [r["step"] for r in monitor.records] == [0, 3, 6, 9, 12, 15, 18]
+    paths = [v.path for v in model.trainable_weights]
+    _check_against_reference(monitor, recorder, recorder.initial, paths)
+    shadow = recorder.initial
+    for step in range(20):
+        shadow = [0.5 * s + 0.5 * w for s, w in zip(shadow, recorder.after[step])]
+    for got, want in zip(ema.shadow_weights(), shadow):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_steps_per_execution_measures_single_steps():
+    # Two steps per execution: the measured steps and their values are
+    # those of one step each, as with one step per execution.
+    x, y = _mlp_data()
+
+    def records(steps_per_execution):
+        keras.utils.set_random_seed(0)
+        model = _mlp()
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse",
+                      steps_per_execution=steps_per_execution)
+        monitor = UpdateRatioMonitor(every=3, low=1e-12, high=1e12)
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[monitor])
+        return monitor.records
+
+    single, double = records(1), records(2)
+    assert [r["step"] for r in double] == [0, 3, 6, 9]
+    for a, b in zip(double, single):
+        assert a["ratios"].keys() == b["ratios"].keys()
+        for path in a["ratios"]:
+            assert a["ratios"][path] == pytest.approx(b["ratios"][path],
+                                                      rel=1e-5)
+
+
+def test_no_batch_hooks_and_no_weight_reads_between_steps():
+    # The monitor leaves every batch hook to the base class, so Keras keeps
+    # its asynchronous batch dispatch and nothing reads weights per step.
+    for hook in ("on_train_batch_begin", "on_train_batch_end", "on_batch_end",
+                 "on_batch_begin"):
+        assert (getattr(UpdateRatioMonitor, hook)
+                is getattr(keras.callbacks.Callback, hook))
+
+
+def test_schedule_follows_iterations_when_every_exceeds_an_epoch():
+    x, y = _data()  # 8 rows, batch 4: 2 steps per epoch
+    model = _linear(0.01, 0.5)
+    monitor = UpdateRatioMonitor(every=5, low=1e-12, high=1e12)
+    history = model.fit(x, y, batch_size=4, epochs=3, shuffle=False,
+                        verbose=0, callbacks=[monitor])
+    # iterations 0..5 over 3 epochs: measured at 0 (epoch 0), 5 (epoch 2).
+    assert [r["step"] for r in monitor.records] == [0, 5]
+    # An epoch without a measurement repeats the last one in the logs.
+    ratios = history.history["update_ratio"]
+    assert ratios[0] == ratios[1] == monitor.records[0]["median"]
+    assert ratios[2] == monitor.records[1]["median"]
+    # A second fit resumes the schedule from optimizer.iterations (6).
+    model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0,
+              callbacks=[monitor])
+    assert [r["step"] for r in monitor.records] == [0, 5, 10]
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("interrupted")
+
+
+def test_resume_with_backup_and_restore_equals_uninterrupted(tmp_path):
+    x, y = _mlp_data(24)  # batch 4: 6 steps per epoch
+
+    keras.utils.set_random_seed(0)
+    model = _mlp()
+    straight = UpdateRatioMonitor(every=4, low=1e-12, high=1e12)
+    model.fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0,
+              callbacks=[straight])
+
+    keras.utils.set_random_seed(0)
+    model = _mlp()
+    monitor = UpdateRatioMonitor(every=4, low=1e-12, high=1e12)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0,
+                  callbacks=[monitor, backup, _Interrupt(1)])
+    model.fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0,
+              callbacks=[monitor, backup])
+    # Steps 0, 4, 8 | 12, 16, 20: the resumed run measures the same steps
+    # (the schedule is on the restored iterations) with the same values.
+    assert [r["step"] for r in monitor.records] == [0, 4, 8, 12, 16, 20]
+    assert [r["step"] for r in straight.records] == [0, 4, 8, 12, 16, 20]
+    for a, b in zip(monitor.records, straight.records):
+        assert a["ratios"].keys() == b["ratios"].keys()
+        for path in a["ratios"]:
+            assert a["ratios"][path] == pytest.approx(b["ratios"][path],
+                                                      rel=1e-5)
+
+
+def test_keeps_the_last_measurements_when_an_epoch_overflows(monkeypatch):
+    monkeypatch.setattr(UpdateRatioMonitor, "_CAPACITY", 4)
+    x, y = _data()
+    model = _linear(0.01, 0.5)
+    monitor = UpdateRatioMonitor(every=1, low=1e-12, high=1e12)
+    history = model.fit(x, y, batch_size=1, epochs=2, shuffle=False,
+                        verbose=0, callbacks=[monitor])
+    # 8 measurements per epoch, 4 kept: the last 4 of each epoch.
+    assert [r["step"] for r in monitor.records] == [4, 5, 6, 7, 12, 13, 14, 15]
+    assert history.history["update_ratio"][1] == monitor.records[-1]["median"]
+
+
+def test_model_without_optimizer_raises_in_train_begin():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    monitor = UpdateRatioMonitor()
+    monitor.set_model(model)
+    with pytest.raises(ValueError, match="compiled model"):
+        monitor.on_train_begin()
+
+
+def test_evaluate_with_the_monitor_leaves_the_optimizer_as_it_was():
+    x, y = _data()
+    model = _linear(0.01, 0.5)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    n = len(model.optimizer.variables)
+    model.evaluate(x, y, verbose=0, callbacks=[UpdateRatioMonitor()])
+    assert len(model.optimizer.variables) == n
+    monitor = UpdateRatioMonitor(every=1)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[monitor])
+    assert len(model.optimizer.variables) == n
+    assert [r["step"] for r in monitor.records] == [2, 3]
+
+
 def test_update_ratio_bad_arguments():
     with pytest.raises(ValueError, match="every"):
         UpdateRatioMonitor(every=0)

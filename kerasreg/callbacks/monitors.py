@@ -1,19 +1,22 @@
 """Callbacks that babysit training: update/weight ratios and histograms."""
 
+import contextlib
 import os
 import warnings
 
 import keras
 import numpy as np
+from keras import ops
 
 from kerasreg import _backend
 from kerasreg import _checks
+from kerasreg.callbacks import _in_step
 from kerasreg.callbacks._tensorboard import SummaryWriter
 
 
 def _sync(model):
     # jax backend: during `fit` the state lives outside the model's
-    # variables; bring it back (only on the steps that are measured).
+    # variables; bring it back (ActivationHistograms, once per capture).
     sync = getattr(model, "jax_state_sync", None)
     if sync is not None:
         sync()
@@ -28,23 +31,38 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
     learning rate might be too low. If it is higher then the learning rate
     is likely too high."
 
-    Every `every` training steps, this callback snapshots the trainable
-    weights before one step and compares them after it. It logs the median
-    over weight tensors as `update_ratio` and each tensor's ratio as
+    Every `every` training steps (the steps `s` where the optimizer's
+    `iterations` is a multiple of `every` before the step), this callback
+    measures, for each trainable weight tensor, the norm of the change the
+    step made and the norm of the weights before it. It logs the median
+    ratio over weight tensors as `update_ratio` and each tensor's ratio as
     `update_ratio/<variable path>` (e.g.
-    `update_ratio/sequential/dense/kernel`) in the
-    epoch logs (so in `History`; the values are those of the epoch's last
-    measurement), in `self.records`, and in TensorBoard when `log_dir` is
-    set. It warns once when the median stays below `low` (or above `high`)
-    for `patience` consecutive measurements. Weight tensors whose norm is
-    zero (biases at initialization) are left out.
+    `update_ratio/sequential/dense/kernel`) in the epoch logs (so in
+    `History`; the values are those of the epoch's last measurement, or of
+    the last one before when an epoch had none), in `self.records` (one
+    `{"step", "median", "ratios"}` dict per measurement, `step` being
+    `iterations` before the measured step), and in TensorBoard when
+    `log_dir` is set. It warns once when the median stays below `low` (or
+    above `high`) for `patience` consecutive measurements. Weight tensors
+    whose norm is zero (biases at initialization) are left out.
 
-    Steps it does not measure cost nothing: it only overrides
-    `on_train_batch_begin`, so Keras keeps dispatching batch-end callbacks
-    asynchronously, and on the jax backend it syncs the training state into
-    the model's variables only around measured steps. The step count starts
-    from the optimizer's `iterations`, so a resumed run keeps the schedule.
-    With `steps_per_execution > 1`, one measurement spans one execution.
+    The measurement runs inside the compiled train step (see
+    `kerasreg/callbacks/_in_step.py`, shared with `WeightEMA`): the step
+    compares the weights it received with the weights it produced, under
+    `keras.ops.cond` on `iterations`, and writes the two norms per tensor to
+    a small buffer of Keras variables (tracked by the optimizer during
+    `fit`, so the jax trainer threads them through its compiled state).
+    Steps it does not measure cost a comparison; no weight is read back
+    between steps (and on jax the training state is not synced) — the
+    buffer is read once per epoch, at its end, where the records, logs,
+    TensorBoard scalars and warnings are produced. The buffer keeps the
+    last 128 measurements of an epoch; with more (`every` small, long
+    epochs), `self.records` holds the last 128 of each epoch. The schedule
+    follows the optimizer's `iterations`, so a resumed run (a second `fit`,
+    `BackupAndRestore`) keeps it, also when `every` is larger than an
+    epoch. Each measurement covers one optimizer step, also with
+    `steps_per_execution > 1`. An unbuilt model (a `Sequential` without
+    `keras.Input`) works.
 
     Args:
         every: Integer >= 1. Measure one step out of `every`. Defaults to
@@ -75,6 +93,9 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
     ```
     """
 
+    # Measurements the in-step buffer holds between two reads (epoch ends).
+    _CAPACITY = 128
+
     def __init__(self, every=50, low=1e-4, high=1e-2, log_dir=None,
                  patience=3):
         super().__init__()
@@ -86,41 +107,255 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         self.high = float(high)
         self.log_dir = log_dir
         self.records = []
-        self._step = 0
-        self._before = None
         self._below = 0
         self._above = 0
         self._warned = set()
         self._writer = None
         self._latest = {}
 
-    def on_train_begin(self, logs=None):
-        optimizer = getattr(self.model, "optimizer", None)
-        iterations = getattr(optimizer, "iterations", None)
-        self._step = (
-            0
-            if iterations is None
-            else int(keras.ops.convert_to_numpy(iterations))
+        self._owner = None  # the model the state below belongs to
+        self._measured = []  # its trainable variables, measured in order
+        self._norms = None  # (capacity, 2, n): ||w_old||, ||w_new - w_old||
+        self._steps = None  # (capacity,): `iterations` before each step
+        self._count = None  # measurements written since the last read
+        self._in_fit = False
+        # The model, as given to `set_model` (`self.model` syncs the jax
+        # training state each time it is read).
+        self._target = None
+
+    # ------------------------------------------------------------------ state
+
+    def _strategy_scope(self):
+        strategy = getattr(self._target, "distribute_strategy", None)
+        if strategy is None:
+            return contextlib.nullcontext()
+        return strategy.scope()
+
+    def _new_variable(self, shape, dtype, name):
+        return keras.Variable(
+            initializer="zeros",
+            shape=shape,
+            dtype=dtype,
+            trainable=False,
+            aggregation="only_first_replica",
+            synchronization="on_read",
+            name=name,
         )
-        self._before = None
-        if self.log_dir is not None and self._writer is None:
-            self._writer = SummaryWriter(self.log_dir)
 
-    def _weights(self):
-        return [
-            (v.path, keras.ops.convert_to_numpy(v.value).astype("float64"))
-            for v in self.model.trainable_weights
+    def _create_state(self):
+        model = self._target
+        self._measured = list(model.trainable_variables)
+        # At least one column: a model without trainable weights measures
+        # a zero norm, which is left out.
+        width = max(len(self._measured), 1)
+        capacity = self._CAPACITY
+        with self._strategy_scope():
+            self._norms = self._new_variable(
+                (capacity, 2, width), "float32", "update_ratio_norms"
+            )
+            self._steps = self._new_variable(
+                (capacity,), "int32", "update_ratio_steps"
+            )
+            self._count = self._new_variable((), "int32", "update_ratio_count")
+        self._owner = model
+
+    def _create_lazily(self, data):
+        """State for a model that its first train step builds (tensorflow).
+
+        Called while that step is traced, as `WeightEMA` does: the model is
+        built from the batch's shapes, then the optimizer, then the state.
+        """
+        model = self._target
+        if not model.built:
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+            model(
+                keras.tree.map_structure(
+                    lambda t: keras.KerasTensor(
+                        tuple(t.shape), keras.backend.standardize_dtype(t.dtype)
+                    ),
+                    x,
+                )
+            )
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        self._create_state()
+        _in_step.add_variables(model, self, self._state_variables())
+
+    def _state_variables(self):
+        return [self._norms, self._steps, self._count]
+
+    def _has_state(self):
+        model = self._target
+        return (
+            self._owner is model
+            and self._norms is not None
+            and [id(v) for v in self._measured]
+            == [id(v) for v in model.trainable_variables]
+        )
+
+    def _attach(self):
+        model = self._target
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is None:
+            return False
+        if model.built:
+            if not optimizer.built:
+                # The optimizer's own variables come before ours (and must
+                # exist before `BackupAndRestore` restores into them).
+                with self._strategy_scope():
+                    optimizer.build(model.trainable_variables)
+            if not self._has_state():
+                self._create_state()
+        variables = self._state_variables() if self._has_state() else []
+        return _in_step.attach(model, self, variables)
+
+    def _in_step_reset(self):
+        """The seam closed a `fit` that raised: drop its measurements."""
+        self._in_fit = False
+        if self._count is not None:
+            self._count.assign(0)
+
+    @property
+    def _in_step_key(self):
+        return id(self._norms)
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._target = model
+        # Before any `on_train_begin`: the state must be tracked by then so
+        # that a `BackupAndRestore` anywhere in the list finds it.
+        self._attach()
+
+    # ------------------------------------------------------- in the step
+
+    def _record(self, norms, steps, count, old, new, iteration):
+        """Buffers after measuring one step (a pure function)."""
+        old = [ops.cast(w, "float32") for w in old]
+        new = [ops.cast(w, "float32") for w in new]
+        row = [
+            [ops.sqrt(ops.sum(ops.square(o))) for o in old],
+            [ops.sqrt(ops.sum(ops.square(n - o))) for n, o in zip(new, old)],
         ]
+        if not old:
+            row = [[ops.zeros((), "float32")]] * 2
+        row = ops.stack([ops.stack(r) for r in row])
+        slot = ops.mod(count, self._CAPACITY)
+        norms = ops.slice_update(norms, (slot, 0, 0), ops.expand_dims(row, 0))
+        steps = ops.slice_update(
+            steps, (slot,), ops.reshape(ops.cast(iteration, "int32"), (1,))
+        )
+        return norms, steps, count + 1
 
-    def _finish(self):
-        step, before = self._before
-        self._before = None
-        _sync(self.model)
-        ratios = {}
-        for (path, old), (_, new) in zip(before, self._weights()):
-            norm = np.linalg.norm(old)
-            if norm > 0:
-                ratios[path] = float(np.linalg.norm(new - old) / norm)
+    def _due(self, iteration):
+        return ops.equal(ops.mod(iteration, self.every), 0)
+
+    def _functional_step(self, train_step):
+        """Wraps a jax-style `train_step(state, data)`."""
+        optimizer = self._target.optimizer
+        index = {id(v): i for i, v in enumerate(optimizer.variables)}
+        iteration_idx = index.get(id(optimizer.iterations))
+        if iteration_idx is None:  # e.g. gradient accumulation
+            iteration_idx = next(
+                i for i, v in enumerate(optimizer.variables)
+                if v.name == "iteration"
+            )
+        norms_idx = index[id(self._norms)]
+        steps_idx = index[id(self._steps)]
+        count_idx = index[id(self._count)]
+
+        def step_with_monitor(state, data):
+            # The weights before the step are its inputs: nothing to copy.
+            old = list(state[0])
+            iteration = state[2][iteration_idx]
+            logs, state = train_step(state, data)
+            state = list(state)
+            values = list(state[2])
+            buffers = (values[norms_idx], values[steps_idx], values[count_idx])
+            new = list(state[0])
+
+            def record():
+                return self._record(*buffers, old, new, iteration)
+
+            if self.every == 1:
+                buffers = record()
+            else:
+                buffers = ops.cond(
+                    self._due(iteration), record, lambda: buffers
+                )
+            values[norms_idx], values[steps_idx], values[count_idx] = buffers
+            state[2] = values
+            return logs, tuple(state)
+
+        return step_with_monitor
+
+    def _stateful_step(self, train_step):
+        """Wraps a stateful `train_step(data)` (tensorflow, torch)."""
+
+        def step_with_monitor(data):
+            if not self._has_state():
+                self._create_lazily(data)
+            # Values read before the step (the step's updates come after
+            # these reads in the traced function). `ops.copy` reads: on
+            # tensorflow `convert_to_tensor` returns the variable itself.
+            iteration = ops.copy(self._target.optimizer.iterations)
+            old = [ops.copy(v) for v in self._measured]
+            logs = train_step(data)
+
+            def record():
+                new = [ops.copy(v) for v in self._measured]
+                norms, steps, count = self._record(
+                    self._norms.value, self._steps.value, self._count.value,
+                    old, new, iteration,
+                )
+                self._norms.assign(norms)
+                self._steps.assign(steps)
+                self._count.assign(count)
+                return ops.zeros((), "int32")
+
+            if self.every == 1:
+                record()
+            else:
+                ops.cond(
+                    self._due(iteration),
+                    record,
+                    lambda: ops.zeros((), "int32"),
+                )
+            return logs
+
+        return step_with_monitor
+
+    def _in_step_wrap(self, train_step):
+        """The train step with the measurement (for the in-step seam)."""
+        if keras.backend.backend() == "jax":
+            return self._functional_step(train_step)
+        return self._stateful_step(train_step)
+
+    # ------------------------------------------------------ between epochs
+
+    def _read(self):
+        """Turns the buffered measurements into records (once per epoch)."""
+        if not self._has_state():
+            return
+        _sync(self._target)  # jax: a no-op at an epoch's end (Keras synced)
+        count = int(ops.convert_to_numpy(self._count))
+        if count == 0:
+            return
+        norms = ops.convert_to_numpy(self._norms).astype("float64")
+        steps = ops.convert_to_numpy(self._steps)
+        self._count.assign(0)
+        paths = [v.path for v in self._measured]
+        capacity = self._CAPACITY
+        for j in range(max(count - capacity, 0), count):
+            slot = j % capacity
+            old, diff = norms[slot]
+            ratios = {
+                path: float(d / o)
+                for path, o, d in zip(paths, old, diff)
+                if o > 0
+            }
+            self._report(int(steps[slot]), ratios)
+
+    def _report(self, step, ratios):
         if not ratios:
             return
         median = float(np.median(list(ratios.values())))
@@ -153,26 +388,43 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
                     stacklevel=2,
                 )
 
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._before is not None:
-            self._finish()
-        if self._step % self.every == 0:
-            _sync(self.model)
-            self._before = (self._step, self._weights())
-        self._step += 1
+    # -------------------------------------------------------------- hooks
+
+    def on_train_begin(self, logs=None):
+        if not _in_step.is_attached(self._target, self) and not self._attach():
+            raise ValueError(
+                "UpdateRatioMonitor needs a compiled model; use it as a "
+                "`model.fit()` callback."
+            )
+        self._in_fit = True
+        if self.log_dir is not None and self._writer is None:
+            self._writer = SummaryWriter(self.log_dir)
+        _in_step.begin(self._target)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._before is not None:
-            self._finish()
+        self._read()
         if logs is not None:
             logs.update(self._latest)
 
     def on_train_end(self, logs=None):
-        if self._before is not None:
-            self._finish()
+        self._in_fit = False
+        self._read()
+        _in_step.release(self._target, self)
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+    def _end_of_inference(self):
+        if not self._in_fit:
+            # `evaluate`/`predict` called `set_model`, which attached the
+            # state to the optimizer: leave the optimizer as it was.
+            _in_step.release(self._target, self)
+
+    def on_test_end(self, logs=None):
+        self._end_of_inference()
+
+    def on_predict_end(self, logs=None):
+        self._end_of_inference()
 
 
 class _Perturb(keras.layers.Layer):
