@@ -127,3 +127,12 @@ def test_bad_data_and_builder():
         fit_bootstrap(lambda: None, x, y, n_members=1)
     with pytest.raises(ValueError, match="argument `build_fn`"):
         fit_bootstrap("model", x, y)
+
+
+def test_verbose_zero_is_silent(capsys):
+    # Library code prints only when asked: verbose=0 drops the member lines
+    # (the default, "auto", prints them with each member's fit silent).
+    x, y = _data()
+    ens = fit_bootstrap(_builder(), x, y, n_members=2, seed=0, epochs=1, verbose=0)
+    assert len(ens.members) == 2
+    assert capsys.readouterr().out == ""
