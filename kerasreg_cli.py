@@ -1,8 +1,8 @@
 """The `kerasreg` console script (also `python -m kerasreg_cli`).
 
-This module parses the command line and dispatches; the demo lives in
-the package `kerasreg/demo/`. It is a top-level module, beside the `kerasreg` package
-and not inside it, and imports only the standard library: importing any
+This module parses the command line and dispatches; the demo lives in the
+package `kerasreg/demo/`. It is a top-level module, beside the `kerasreg`
+package and not inside it, and imports only the standard library: importing any
 module of the package runs `kerasreg/__init__.py`, which imports keras (and
 TensorFlow or JAX) so that kerasreg's classes are registered before a `.keras`
 file is loaded. That takes seconds and, with TensorFlow, prints C++ log lines;
