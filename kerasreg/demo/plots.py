@@ -24,11 +24,13 @@ def plot_learning_curves(rows, path):
     ax_loss, ax_acc = fig.subplots(1, 2)
     for r in rows:
         h = r["history"]
+        # A one-epoch curve is a point: give it a marker, or it is invisible.
+        marker = {"marker": "o"} if len(h.get("loss", ())) == 1 else {}
         for key, style in (("loss", "--"), ("val_loss", "-")):
             if key in h:
-                ax_loss.plot(h[key], style, label=f"{r['method']} ({key})")
+                ax_loss.plot(h[key], style, label=f"{r['method']} ({key})", **marker)
         if "val_accuracy" in h:
-            ax_acc.plot(h["val_accuracy"], label=r["method"])
+            ax_acc.plot(h["val_accuracy"], label=r["method"], **marker)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="training / validation loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
     for ax in (ax_loss, ax_acc):
