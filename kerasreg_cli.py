@@ -1,8 +1,8 @@
 """The `kerasreg` console script (also `python -m kerasreg_cli`).
 
-This module parses the command line and dispatches; the demo lives in
-`kerasreg/demo.py`. It is a top-level module, beside the `kerasreg` package
-and not inside it, and imports only the standard library: importing any
+This module parses the command line and dispatches; the demo lives in the
+package `kerasreg/demo/`. It is a top-level module, beside the `kerasreg`
+package and not inside it, and imports only the standard library: importing any
 module of the package runs `kerasreg/__init__.py`, which imports keras (and
 TensorFlow or JAX) so that kerasreg's classes are registered before a `.keras`
 file is loaded. That takes seconds and, with TensorFlow, prints C++ log lines;
@@ -11,6 +11,12 @@ The library is imported once the arguments are parsed, with TensorFlow's C++
 log quieted (`TF_CPP_MIN_LOG_LEVEL=2` unless the environment sets it).
 `kerasreg.cli` re-exports `main` (the old entry point) and `python -m kerasreg`
 runs it too, after importing the package.
+
+The demo's stages and defaults are written once, in `kerasreg/demo/plan.py`,
+a file of plain data that imports nothing: this module executes that file
+by its path (found with `importlib.util.find_spec("kerasreg")`, which runs
+nothing), so that `kerasreg demo --help` lists the stages the demo runs
+without importing the package.
 
 Errors:
 
@@ -23,11 +29,27 @@ Errors:
 """
 
 import argparse
+import importlib.util
 import os
 import sys
+import textwrap
 
-DATASET_CHOICES = ("digits", "fashion_mnist")
-DEFAULT_OUT = "./kerasreg-demo/"
+
+def _load_demo_plan():
+    """`kerasreg/demo/plan.py` as a module, without importing `kerasreg`."""
+    spec = importlib.util.find_spec("kerasreg")  # finds; runs nothing
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("kerasreg_cli: the `kerasreg` package is not installed")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "demo", "plan.py")
+    plan_spec = importlib.util.spec_from_file_location("_kerasreg_demo_plan", path)
+    plan = importlib.util.module_from_spec(plan_spec)
+    plan_spec.loader.exec_module(plan)
+    return plan
+
+
+_PLAN = _load_demo_plan()
+DATASET_CHOICES = _PLAN.DATASETS
+DEFAULT_OUT = _PLAN.DEFAULT_OUT
 
 # Exit codes: 2 for a bad command line (argparse's convention), 1 for a data
 # or environment error while running, 130 for Ctrl-C. (An uncaught exception,
@@ -71,19 +93,24 @@ def _non_negative_int(text):
     return value
 
 
-DEMO_DESCRIPTION = """\
-Train and compare, on the same data split and the same epoch budget:
-  1. a baseline MLP (Keras layers, constant learning rate);
-  2. the same with kerasreg Dropout + BatchNormalization + He init + a step
-     schedule;
-  3. + WeightEMA (EMA weights evaluated);
-  4. SnapshotEnsemble (M=5) and its parameter-averaged model (BatchNorm
-     re-estimated);
-  5. a short CoarseToFine search of learning rate and L2 (skipped with
-     --no-tune) and the top-3 trials as an Ensemble.
-Prints one line per stage and a table (test accuracy, NLL, ECE, training
-time); writes results.json and plots to --out. The default dataset, digits,
-is bundled with scikit-learn and needs no network."""
+def _demo_description(plan):
+    """The demo's help text: its stages, numbered, from `plan.STAGES`."""
+    lines = ["Train and compare, on the same data split and the same epoch budget:"]
+    for i, (_, title, needs_tune) in enumerate(plan.STAGES, 1):
+        text = f"{i}. {title}" + (" (skipped with --no-tune)" if needs_tune else "")
+        text += "." if i == len(plan.STAGES) else ";"
+        lines += textwrap.wrap(
+            text, width=76, initial_indent="  ", subsequent_indent="     "
+        )
+    lines += [
+        "Prints one line per stage and a table (test accuracy, NLL, ECE, training",
+        "time); writes results.json and plots to --out. The default dataset,",
+        "digits, is bundled with scikit-learn and needs no network.",
+    ]
+    return "\n".join(lines)
+
+
+DEMO_DESCRIPTION = _demo_description(_PLAN)
 
 DEMO_EPILOG = """\
 examples:
@@ -125,8 +152,9 @@ def _build_parser():
         "--epochs",
         type=_positive_int,
         default=None,
-        help="epoch budget of every stage (default: 30 for digits, 10 for "
-        "fashion_mnist, 2 with --quick)",
+        help="epoch budget of every stage (default: "
+        + ", ".join(f"{n} for {d}" for d, n in _PLAN.DEFAULT_EPOCHS.items())
+        + f", {_PLAN.QUICK_EPOCHS} with --quick)",
     )
     demo.add_argument(
         "--out",
@@ -136,7 +164,8 @@ def _build_parser():
     demo.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: at most 2000 training examples and 2 epochs",
+        help=f"smoke run: at most {_PLAN.QUICK_MAX_TRAIN} training examples "
+        f"and {_PLAN.QUICK_EPOCHS} epochs",
     )
     demo.add_argument(
         "--seed",

@@ -27,7 +27,7 @@ from kerasreg.diagnostics import overfitting_report, sanity_check
 def load_data(quick):
     """Digits with --quick, Fashion-MNIST otherwise: flattened, in [0, 1]."""
     name = "digits" if quick else "fashion_mnist"
-    (x, y), _, (xt, yt) = datasets.load(name)
+    (x, y), _, (xt, yt) = datasets.load(name, verbose=1)
     x, xt = x.reshape(len(x), -1), xt.reshape(len(xt), -1)
     return name, x[:10000], y[:10000], xt[:2000], yt[:2000]
 

@@ -76,7 +76,7 @@ def main():
     args = parser.parse_args()
     m = args.members or (3 if args.quick else 5)
     epochs = 3 if args.quick else 20
-    (x, y), (xv, yv), (xt, yt) = datasets.load(args.dataset, seed=0)
+    (x, y), (xv, yv), (xt, yt) = datasets.load(args.dataset, seed=0, verbose=1)
     if args.quick:
         x, y = x[:800], y[:800]
     fit_args = dict(epochs=epochs, batch_size=64)

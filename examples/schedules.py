@@ -94,7 +94,7 @@ def main():
         rates = [float(schedule(t)) for t in (0, 7, 15, 22)]
         print(f"  {name:<28}" + "".join(f"{r:9.4f}" for r in rates))
 
-    (x, y), (x_val, y_val), _ = datasets.load("digits", seed=0)
+    (x, y), (x_val, y_val), _ = datasets.load("digits", seed=0, verbose=1)
     if args.quick:
         x, y = x[:600], y[:600]
         trained = ["step (x0.5 every epochs/4)", "cyclic cosine"]

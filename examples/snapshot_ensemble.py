@@ -76,7 +76,7 @@ def main():
     dataset = args.dataset or ("digits" if args.quick else "fashion_mnist")
     epochs = args.epochs or (10 if args.quick else 20)
 
-    (x, y), (xv, yv), (xt, yt) = kerasreg.datasets.load(dataset, seed=args.seed)
+    (x, y), (xv, yv), (xt, yt) = kerasreg.datasets.load(dataset, seed=args.seed, verbose=1)
     classes = int(y.max()) + 1
     steps = int(np.ceil(len(x) / args.batch_size))
     print(f"{dataset}: {len(x)} train, {len(xt)} test; {epochs} epochs x "

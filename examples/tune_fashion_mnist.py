@@ -42,7 +42,8 @@ def load_data(n_train, n_val, seed=0, data_dir=None):
         datasets = None
     if datasets is not None:
         (x, y), (xv, yv), _ = datasets.load(
-            "fashion_mnist", validation_split=0.1, seed=seed, data_dir=data_dir
+            "fashion_mnist", validation_split=0.1, seed=seed, data_dir=data_dir,
+            verbose=1,
         )
     else:  # kerasreg.datasets not installed: Keras' own loader (may download).
         (x, y), _ = keras.datasets.fashion_mnist.load_data()

@@ -63,7 +63,7 @@ def main():
                         help="folder for ema_model.keras")
     args = parser.parse_args()
     epochs = args.epochs or (3 if args.quick else 20)
-    (x, y), (xv, yv), (xt, yt) = datasets.load(args.dataset, seed=0)
+    (x, y), (xv, yv), (xt, yt) = datasets.load(args.dataset, seed=0, verbose=1)
     if args.quick:
         x, y = x[:800], y[:800]
     batch_size = 64

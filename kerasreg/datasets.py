@@ -10,6 +10,7 @@ order (by class, by writer) that would otherwise bias the validation split.
 import gzip
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -56,7 +57,7 @@ _IDX_DTYPES = {
 }
 
 
-def load(name, validation_split=0.1, seed=0, data_dir=None):
+def load(name, validation_split=0.1, seed=0, data_dir=None, verbose=0):
     """Loads a dataset as training, validation and test splits.
 
     The images are float32 arrays scaled to [0, 1] with a trailing channel
@@ -91,9 +92,10 @@ def load(name, validation_split=0.1, seed=0, data_dir=None):
       A folder named by `data_dir` or `KERASREG_DATA_DIR` must hold the files
       (directly or in a `fashion-mnist/` subfolder, so that the Keras cache's
       `datasets/` folder or `/usr/share/datasets` work too): nothing else is
-      searched then, and a missing file is an error. One line says which
-      source was used; when none works, a `FileNotFoundError` names the
-      options.
+      searched then, and a missing file is an error. With `verbose=1`, one
+      line says which source was used; a source whose files cannot be read
+      is skipped with a warning; when none works, a `FileNotFoundError`
+      names the options.
 
     The training pool is shuffled with `seed`, then its first
     `int(validation_split * N)` examples become the validation set and the
@@ -110,6 +112,9 @@ def load(name, validation_split=0.1, seed=0, data_dir=None):
             reads the environment variable `KERASREG_DATA_DIR`, then searches
             the Keras cache and the Debian package, then downloads. Defaults
             to `None`.
+        verbose: `0` or `1` (or a boolean). With `1`, prints one line naming
+            the source the data came from (`kerasreg.datasets: digits from
+            ...`). Defaults to `0` (silent, as `keras.datasets` loaders).
 
     Returns:
         `(x_train, y_train), (x_val, y_val), (x_test, y_test)`.
@@ -131,7 +136,8 @@ def load(name, validation_split=0.1, seed=0, data_dir=None):
     ```
     """
     splits, source = _load_with_source(name, validation_split, seed, data_dir)
-    print(f"kerasreg.datasets: {name} from {source}")
+    if verbose:
+        print(f"kerasreg.datasets: {name} from {source}")
     return splits
 
 
@@ -340,9 +346,10 @@ def _fashion_mnist_search():
         try:
             return _read_fashion_mnist(paths), description
         except (OSError, EOFError, ValueError) as e:
-            print(
+            warnings.warn(
                 f"kerasreg.datasets: skipping {description}: "
-                f"unreadable files ({_one_line(e)})"
+                f"unreadable files ({_one_line(e)})",
+                stacklevel=2,
             )
     try:
         raw = _download_fashion_mnist()

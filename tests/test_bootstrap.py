@@ -148,3 +148,12 @@ def test_uncompiled_model_refused_before_training():
     ):
         fit_bootstrap(uncompiled, x, y, n_members=2, epochs=1, callbacks=[watch])
     assert started == []
+
+
+def test_verbose_zero_is_silent(capsys):
+    # Library code prints only when asked: verbose=0 drops the member lines
+    # (the default, "auto", prints them with each member's fit silent).
+    x, y = _data()
+    ens = fit_bootstrap(_builder(), x, y, n_members=2, seed=0, epochs=1, verbose=0)
+    assert len(ens.members) == 2
+    assert capsys.readouterr().out == ""

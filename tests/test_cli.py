@@ -1,12 +1,9 @@
 import json
-import math
 import os
 import re
 import subprocess
 import sys
-import types
 
-import numpy as np
 import pytest
 
 import kerasreg_cli
@@ -299,123 +296,20 @@ def test_demo_quick_writes_results_json(tmp_path, capsys):
     assert f"{report['results'][0]['test_accuracy']:.4f}" in stdout
 
 
-@pytest.mark.slow
-def test_tuning_stage(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("keras_tuner")
-    monkeypatch.setattr(demo, "QUICK_MAX_TRAIN", 400)
-    (stage,) = [s for s in demo.STAGES if s.needs_tune]
-    report = demo.run("digits", epochs=1, out=str(tmp_path), quick=True,
-                      stages=[stage])
-    best, ensemble = report["results"]
-    assert best["method"] == "CoarseToFine best trial"
-    assert ensemble["method"] == "CoarseToFine top-3 Ensemble"
-    settings = best["tuning"]
-    # 4 coarse trials of 1 epoch, then the top 3 trained for the budget.
-    assert settings["stages"] == [[4, 1], [3, 1]]
-    assert settings["trials"] == 7
-    low, high = demo.TUNE_LEARNING_RATE
-    assert low <= settings["learning_rate"] <= high
-    low, high = demo.TUNE_L2
-    assert low <= settings["l2"] <= high
-    csv_lines = (tmp_path / "tuner.csv").read_text().strip().splitlines()
-    assert len(csv_lines) == 1 + 7  # header + one row per trial
-    assert (tmp_path / "tuner.png").stat().st_size > 0
-    assert "Best-1 (val_accuracy:" in capsys.readouterr().out
-
-
-def test_row_uses_kerasreg_metrics(tmp_path):
-    """`_row` scores the test set: accuracy, NLL and ECE by hand."""
-    y = np.array([0, 1, 1])
-    ctx = types.SimpleNamespace(y_test=y)
-    # Confidences 0.9 (right), 0.9 (wrong), 0.7 (right), 15 bins:
-    # (0.8667, 0.9333]: accuracy 0.5, confidence 0.9, weight 2/3;
-    # (0.6667, 0.7333]: accuracy 1.0, confidence 0.7, weight 1/3.
-    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7]])
-    row = demo._row("m", probs, ctx, 2.0)
-    assert row["test_accuracy"] == pytest.approx(2 / 3)
-    assert row["nll"] == pytest.approx(
-        -(math.log(0.9) + math.log(0.1) + math.log(0.7)) / 3
-    )
-    assert row["ece"] == pytest.approx(2 / 3 * 0.4 + 1 / 3 * 0.3)
-
-
-def test_stage_settings_follow_the_budget():
-    ctx = types.SimpleNamespace(epochs=30, x_train=np.zeros((1295, 1)),
-                                batch_size=64)
-    schedule = demo.step_schedule(ctx)
-    # drop every ceil(30 / 4) = 8 epochs by STEP_DROP_FACTOR.
-    rates = [float(schedule(t)) for t in (0, 7, 8, 16, 29)]
-    f = demo.STEP_DROP_FACTOR
-    expected = [demo.LEARNING_RATE * f**k for k in (0, 0, 1, 2, 3)]
-    np.testing.assert_allclose(rates, expected, rtol=1e-6)
-    # 30 epochs of ceil(1295 / 64) = 21 steps: horizon 10% of 630 steps.
-    assert demo.ema_decay(ctx) == pytest.approx(1 - 10 / 630)
-    ctx.epochs = 1
-    assert demo.ema_decay(ctx) == 0.9  # clipped: horizon of 10 steps at least
-
-
-def test_regularized_model_uses_kerasreg_layers():
-    import kerasreg
-
-    ctx = types.SimpleNamespace(x_train=np.zeros((4, 8, 8, 1)), num_classes=10,
-                                seed=0)
-    model = demo.regularized_model(ctx)
-    kinds = [type(layer) for layer in model.layers]
-    assert kinds.count(kerasreg.BatchNormalization) == len(demo.HIDDEN_UNITS)
-    assert kinds.count(kerasreg.Dropout) == len(demo.HIDDEN_UNITS)
-    dense = [layer for layer in model.layers if layer.name.startswith("dense")]
-    assert isinstance(dense[0].kernel_initializer, kerasreg.HeNormal)
-    # He normal (untruncated): std sqrt(2 / fan_in) = sqrt(2 / 64).
-    std = float(np.std(np.asarray(dense[0].kernel)))
-    assert std == pytest.approx(np.sqrt(2 / 64), rel=0.05)
-
-
-def test_runner_with_custom_stages(tmp_path, capsys):
-    """A stage is a function in a list; metrics computed from its probs."""
-
-    def uniform(ctx):
-        probs = np.full((len(ctx.y_test), ctx.num_classes), 0.1)
-        return [demo._row("uniform", probs, ctx, 1.5)]
-
-    def never(ctx):
-        raise AssertionError("a needs_tune stage ran with tune=False")
-
-    stages = [
-        demo.Stage("uniform guess", uniform),
-        demo.Stage("search", never, needs_tune=True),
+def test_demo_help_lists_the_stages_the_demo_runs(capsys):
+    # One list: the help is written from kerasreg/demo/plan.py, which the
+    # demo's STAGES are built from.
+    assert _exit_code(["demo", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # undo the wrapping
+    positions = [
+        out.index(f"{i}. {stage.title}") for i, stage in enumerate(demo.STAGES, 1)
     ]
-    report = demo.run(
-        "digits", epochs=1, out=str(tmp_path), tune=False, stages=stages
-    )
-    _, _, (_, y_test) = datasets.load("digits", 0.1, 0)
-    # argmax of a uniform row is class 0; confidence 0.1 everywhere.
-    accuracy = np.mean(y_test == 0)
-    (row,) = report["results"]
-    assert row["test_accuracy"] == pytest.approx(accuracy)
-    assert row["nll"] == pytest.approx(math.log(10))
-    assert row["ece"] == pytest.approx(abs(accuracy - 0.1))
-    assert row["train_time_s"] == 1.5
-    out = capsys.readouterr().out
-    assert "[2/2] search: skipped (--no-tune)" in out
-    assert json.loads((tmp_path / "results.json").read_text()) == json.loads(
-        json.dumps(report)
-    )
-
-
-def test_run_rejects_bad_epochs(tmp_path):
-    with pytest.raises(ValueError, match="argument `epochs`"):
-        demo.run("digits", epochs=0, out=str(tmp_path), stages=[])
-
-
-def test_format_table_is_aligned():
-    rows = [
-        {"method": "a", "test_accuracy": 0.5, "nll": 1.0, "ece": 0.1,
-         "train_time_s": 2.0},
-        {"method": "a longer name", "test_accuracy": 0.95, "nll": 0.123456,
-         "ece": 0.01, "train_time_s": 123.4},
-    ]
-    lines = demo.format_table(rows).splitlines()
-    assert len({len(line) for line in lines}) == 1
-    assert lines[0].split() == ["method", "test", "acc", "NLL", "ECE", "train", "s"]
-    assert lines[3].split() == ["a", "longer", "name", "0.9500", "0.1235",
-                                "0.0100", "123.4"]
+    assert positions == sorted(positions)
+    for stage in demo.STAGES:
+        skipped = f"{stage.title} (skipped with --no-tune)"
+        assert (skipped in out) == stage.needs_tune, stage.title
+    quick = f"at most {demo.plan.QUICK_MAX_TRAIN} training examples and " \
+        f"{demo.QUICK_EPOCHS} epochs"
+    assert quick in out
+    assert kerasreg_cli.DEFAULT_OUT == demo.DEFAULT_OUT
+    assert kerasreg_cli.DATASET_CHOICES == demo.plan.DATASETS

@@ -107,13 +107,20 @@ def test_digits_deterministic_by_seed_and_seeds_differ():
     np.testing.assert_array_equal(pool_a, pool_c)
 
 
-def test_load_prints_its_source(capsys):
-    datasets.load("digits")
+def test_load_prints_its_source_when_verbose(capsys):
+    datasets.load("digits", verbose=1)
     out = capsys.readouterr().out.strip().splitlines()
     assert out == [
         "kerasreg.datasets: digits from scikit-learn's bundled copy "
         "(sklearn.datasets.load_digits)"
     ]
+
+
+def test_load_is_silent_by_default(capsys):
+    # Library code prints only when asked (as `keras.datasets` loaders).
+    datasets.load("digits")
+    datasets.load("digits", verbose=False)
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize(
@@ -180,7 +187,7 @@ def test_fashion_mnist_from_local_files(
         lambda: [("the empty cache", str(empty)), ("the fake package", str(full))],
     )
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = datasets.load(
-        "fashion_mnist", validation_split=0.2, seed=1
+        "fashion_mnist", validation_split=0.2, seed=1, verbose=1
     )
     assert "fashion_mnist from the fake package" in capsys.readouterr().out
     assert x_tr.shape == (8, 28, 28, 1) and x_va.shape == (2, 28, 28, 1)
@@ -204,7 +211,7 @@ def test_fashion_mnist_download_fallback(tmp_path, monkeypatch, capsys):
         "_download_fashion_mnist",
         lambda: ((x, np.array([1, 2, 3])), (x[:1], np.array([4]))),
     )
-    (x_tr, _), _, (x_te, y_te) = datasets.load("fashion_mnist", 0.0)
+    (x_tr, _), _, (x_te, y_te) = datasets.load("fashion_mnist", 0.0, verbose=1)
     assert "from a download by keras.datasets" in capsys.readouterr().out
     assert x_tr.shape == (3, 28, 28, 1) and float(x_tr.max()) == 1.0
     np.testing.assert_array_equal(y_te, [4])
@@ -240,10 +247,11 @@ def test_fashion_mnist_skips_unreadable_source(
         "_fashion_mnist_local_sources",
         lambda: [("the broken one", str(broken)), ("the good one", str(good))],
     )
-    datasets.load("fashion_mnist")
-    out = capsys.readouterr().out
-    assert "skipping the broken one" in out
-    assert "fashion_mnist from the good one" in out
+    with pytest.warns(UserWarning, match="skipping the broken one: unreadable"):
+        datasets.load("fashion_mnist", verbose=1)
+    assert capsys.readouterr().out.splitlines() == [
+        "kerasreg.datasets: fashion_mnist from the good one"
+    ]
 
 
 @pytest.mark.skipif(
@@ -304,7 +312,8 @@ def test_fashion_mnist_from_data_dir(tmp_path, monkeypatch, capsys, gz,
     _no_download(monkeypatch)
     raw = write_fashion_mnist(tmp_path / "fm", n_train=10, n_test=3, gz=gz)
     splits = datasets.load(
-        "fashion_mnist", validation_split=0.2, seed=4, data_dir=tmp_path / "fm"
+        "fashion_mnist", validation_split=0.2, seed=4, data_dir=tmp_path / "fm",
+        verbose=1,
     )
     _check_arrays(splits, raw, validation_split=0.2, seed=4)
     assert capsys.readouterr().out.splitlines() == [
@@ -319,7 +328,9 @@ def test_fashion_mnist_data_dir_may_hold_a_fashion_mnist_folder(
     # of the Debian package (/usr/share/datasets/fashion-mnist/).
     _no_download(monkeypatch)
     raw = write_fashion_mnist(tmp_path / "datasets" / "fashion-mnist")
-    splits = datasets.load("fashion_mnist", 0.0, data_dir=str(tmp_path / "datasets"))
+    splits = datasets.load(
+        "fashion_mnist", 0.0, data_dir=str(tmp_path / "datasets"), verbose=1
+    )
     _check_arrays(splits, raw)
     expected = tmp_path / "datasets" / "fashion-mnist"
     assert f"fashion_mnist from data_dir ({expected})" in capsys.readouterr().out
@@ -332,13 +343,13 @@ def test_fashion_mnist_from_environment_variable(
     raw = write_fashion_mnist(tmp_path / "env", seed=1)
     other = write_fashion_mnist(tmp_path / "arg", seed=2)
     monkeypatch.setenv("KERASREG_DATA_DIR", str(tmp_path / "env"))
-    _check_arrays(datasets.load("fashion_mnist", 0.0), raw)
+    _check_arrays(datasets.load("fashion_mnist", 0.0, verbose=1), raw)
     assert (
         f"fashion_mnist from KERASREG_DATA_DIR ({tmp_path / 'env'})"
         in capsys.readouterr().out
     )
     # `data_dir` comes first.
-    splits = datasets.load("fashion_mnist", 0.0, data_dir=tmp_path / "arg")
+    splits = datasets.load("fashion_mnist", 0.0, data_dir=tmp_path / "arg", verbose=1)
     _check_arrays(splits, other)
     assert "from data_dir" in capsys.readouterr().out
 
@@ -397,7 +408,7 @@ def test_fashion_mnist_from_the_keras_cache(tmp_path, monkeypatch, capsys,
     write_fashion_mnist(tmp_path / "debian", seed=4)  # found later: unused
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "debian"))
-    _check_arrays(datasets.load("fashion_mnist", 0.0), raw)
+    _check_arrays(datasets.load("fashion_mnist", 0.0, verbose=1), raw)
     assert capsys.readouterr().out.splitlines() == [
         f"kerasreg.datasets: fashion_mnist from the Keras cache ({cache})"
     ]
@@ -413,7 +424,7 @@ def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch, capsys,
     (tmp_path / "keras-home").mkdir()
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", str(debian))
-    _check_arrays(datasets.load("fashion_mnist", 0.0), raw)
+    _check_arrays(datasets.load("fashion_mnist", 0.0, verbose=1), raw)
     assert capsys.readouterr().out.splitlines() == [
         "kerasreg.datasets: fashion_mnist from the Debian package "
         f"dataset-fashion-mnist ({debian})"

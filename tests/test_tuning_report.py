@@ -172,3 +172,21 @@ def test_lazy_keras_tuner_import():
     )
     assert out.returncode == 0, out.stderr
     assert "kerasreg[tuner]" in out.stdout
+
+
+def test_png_leaves_the_backend_alone(tuner, tmp_path):
+    # Library code never calls `matplotlib.use`: a notebook user's pyplot
+    # backend (here the non-Agg "template") is the same after the plot.
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    previous = matplotlib.get_backend()
+    plt.switch_backend("template")
+    figures = plt.get_fignums()
+    try:
+        report(tuner, path=tmp_path / "r.png", print_fn=lambda s: None)
+        assert matplotlib.get_backend() == "template"
+        assert plt.get_fignums() == figures
+    finally:
+        plt.switch_backend(previous)
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -30,6 +30,7 @@ def fit_bootstrap(
     bootstrap=True,
     seed=None,
     combine="mean",
+    verbose="auto",
     **fit_kwargs,
 ):
     """Trains `n_members` fresh models and returns them as an `Ensemble`.
@@ -48,7 +49,8 @@ def fit_bootstrap(
     differ between members and the whole run is reproducible. Member `i`'s
     resample is drawn with its own generator, spawned from `seed`.
 
-    One line of progress is printed per member. The returned ensemble carries
+    One line of progress is printed per member unless `verbose=0`. The
+    returned ensemble carries
     `bootstrap_indices` (list of `n_members` integer arrays, the rows each
     member trained on; `None` with `bootstrap=False`), `oob_indices` (the
     sorted rows each member never saw; `None` with `bootstrap=False`),
@@ -69,9 +71,13 @@ def fit_bootstrap(
             `None` (drawn at random; see `member_seeds` afterwards).
         combine: String, the returned `Ensemble`'s `combine`. Defaults to
             `"mean"`.
+        verbose: `"auto"`, `0`, `1` or `2`. `"auto"`: one line per member,
+            each member's `fit` silent. `0`: silent. `1` or `2`: one line
+            per member, and passed to each member's `fit` (progress bar, one
+            line per epoch). Defaults to `"auto"`.
         **fit_kwargs: Passed to each member's `fit` (`epochs`, `batch_size`,
             `validation_data`, `callbacks`, ...). `sample_weight` is
-            resampled with the rows. `verbose` defaults to `0`.
+            resampled with the rows.
 
     Returns:
         An `Ensemble` of the trained members.
@@ -130,7 +136,7 @@ def fit_bootstrap(
         for s in np.random.SeedSequence(seed).spawn(n_members)
     ]
     sample_weight = fit_kwargs.pop("sample_weight", None)
-    fit_kwargs.setdefault("verbose", 0)
+    fit_kwargs["verbose"] = 0 if verbose == "auto" else verbose
 
     members, bootstrap_indices, oob_indices, member_seeds = [], [], [], []
     histories = []
@@ -173,11 +179,12 @@ def fit_bootstrap(
         histories.append(history)
         logs = {k: v[-1] for k, v in history.items() if v}
         metrics = ", ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
-        print(
-            f"member {i + 1}/{n_members} (seed {member_seed}): {data_note}"
-            + (f", {metrics}" if metrics else ""),
-            flush=True,
-        )
+        if verbose:
+            print(
+                f"member {i + 1}/{n_members} (seed {member_seed}): {data_note}"
+                + (f", {metrics}" if metrics else ""),
+                flush=True,
+            )
 
     ensemble = Ensemble(members, combine=combine)
     ensemble.bootstrap_indices = bootstrap_indices if bootstrap else None

@@ -97,6 +97,10 @@ class CoarseToFineOracle(keras_tuner.Oracle):
     in the right stage, and in distributed mode only the chief's oracle
     decides when a stage ends (workers asking meanwhile get `IDLE`).
 
+    When a stage starts, one line gives its narrowed ranges, unless the
+    search runs with `verbose=0` (Keras Tuner's `search(verbose=...)`, which
+    sets `oracle.verbose`).
+
     Trials stopped by `StopOnDivergence` end as `FAILED` with the reason in
     `trial.message` and the trial value `"tuner/diverged"`; they do not count
     towards `max_consecutive_failed_trials`, which is kept for real crashes.
@@ -383,12 +387,14 @@ class CoarseToFineOracle(keras_tuner.Oracle):
             ranges = self._narrow(self.stage)
             self._ranges.append(ranges)
             self.stage += 1
-            print(
-                f"CoarseToFine: stage {self.stage + 1}/{len(self.stages)} "
-                f"({self.stages[self.stage][0]} trials x "
-                f"{self.stages[self.stage][1]} epochs), ranges: "
-                + self._format_ranges(ranges)
-            )
+            # Keras Tuner's own verbosity: `search(verbose=0)` sets it to 0.
+            if self.verbose:
+                print(
+                    f"CoarseToFine: stage {self.stage + 1}/{len(self.stages)} "
+                    f"({self.stages[self.stage][0]} trials x "
+                    f"{self.stages[self.stage][1]} epochs), ranges: "
+                    + self._format_ranges(ranges)
+                )
         values = None
         if self.stage > 0 and not self.stage_trials[self.stage]:
             # Promote the previous stage's best (as successive halving does):

@@ -160,10 +160,9 @@ def plot(tuner, rows, path):
     """Writes the objective-vs-hyperparameter PNG of `report` to `path`."""
     try:
         import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
         import matplotlib.ticker
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError(
             "kerasreg.tuning.report(path=...) needs matplotlib. Install it "
@@ -175,11 +174,18 @@ def plot(tuner, rows, path):
     n = max(len(space), 1)
     cols = min(n, 3)
     nrows = -(-n // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
+    # No pyplot: the user's matplotlib backend and figures are left alone.
+    fig = Figure(figsize=(4.2 * cols, 3.4 * nrows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, cols, squeeze=False)
     scores = [r[objective] for r in rows if r[objective] is not None]
     bottom = min(scores) if scores else 0.0
     stages = sorted({r["stage"] for r in rows})
-    cmap = plt.get_cmap("viridis", max(len(stages), 2))
+    viridis = matplotlib.colormaps["viridis"]
+
+    def cmap(i):  # pyplot.get_cmap("viridis", max(len(stages), 2))(i)
+        return viridis(i / (max(len(stages), 2) - 1))
+
     for ax, hp in zip(axes.flat, space):
         for i, stage in enumerate(stages):
             pts = [
@@ -208,5 +214,4 @@ def plot(tuner, rows, path):
         fig.legend(handles, labels, loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
