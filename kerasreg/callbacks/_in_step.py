@@ -259,3 +259,55 @@ def release(model, owner):
 def is_attached(model, owner):
     seam = _SEAMS.get(model)
     return seam is not None and id(owner) in seam.owners
+
+
+# ------------------------------------------------- the jax train step's state
+
+# The groups of the state the jax trainer threads through `train_step(state,
+# data)`, in its order (keras/src/backend/jax/trainer.py).
+_STATE_GROUPS = (
+    "trainable_variables",
+    "non_trainable_variables",
+    "optimizer_variables",
+    "metrics_variables",
+)
+
+
+def state_positions(model, variables):
+    """Where each of `variables` sits in the state of the jax train step.
+
+    Returns one `(group, index)` per variable, `group` indexing
+    `(trainable, non-trainable, optimizer, metrics)` variables as the jax
+    trainer orders them. Raises `ValueError` for a variable that the state
+    does not carry.
+    """
+    groups = (
+        model.trainable_variables,
+        model.non_trainable_variables,
+        model.optimizer.variables,
+        model.metrics_variables,
+    )
+    where = {}
+    for g, group in enumerate(groups):
+        for i, variable in enumerate(group):
+            where.setdefault(id(variable), (g, i))
+    missing = [v.path for v in variables if id(v) not in where]
+    if missing:
+        raise ValueError(
+            f"The train step's state does not carry the variables {missing}."
+        )
+    return [where[id(v)] for v in variables]
+
+
+def read_state(state, position):
+    """The value of the variable at `position` in a jax train step's state."""
+    group, index = position
+    return state[group][index]
+
+
+def write_state(state, updates):
+    """A new state with `updates` (`(position, value)` pairs) applied."""
+    groups = [list(g) if g is not None else g for g in state]
+    for (group, index), value in updates:
+        groups[group][index] = value
+    return tuple(groups)

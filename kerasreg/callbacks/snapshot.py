@@ -59,6 +59,7 @@ contact (the next `fit`, or a save or load outside `fit`), so a model saved
 after an interrupted `fit` holds none of them.
 """
 
+import functools
 import json
 import os
 
@@ -394,6 +395,16 @@ class SnapshotCallback(ScheduleCallback):
         self._template = None
         self._offset = None
         self._ends = ()
+        # In-step snapshots: this fit's cycle-end positions (padded with -1)
+        # and `iterations - position` (Keras variables, see `_prepare`).
+        self._ends_variable = None
+        self._offset_variable = None
+        self._announced = 0
+        if snapshot_dir is not None:
+            # Files are written from python, after the step that ends a
+            # cycle (a batch hook only for this store: a callback without
+            # one lets Keras dispatch batch ends asynchronously).
+            self.on_train_batch_end = self._file_snapshots
 
     def get_config(self):
         return {
@@ -415,6 +426,10 @@ class SnapshotCallback(ScheduleCallback):
         """The model whose weights are snapshot (the trained model)."""
         return self._model
 
+    def _in_step_store(self):
+        """Whether snapshots are copied inside the train step (variables)."""
+        return self._own_store or isinstance(self._store, VariableStore)
+
     def _create_store(self):
         """Own variable store, created once per (built) model."""
         model = self._model
@@ -427,52 +442,160 @@ class SnapshotCallback(ScheduleCallback):
                 trainable=False, name=name,
             )
 
-        self._store = VariableStore.create(model, self.n_snapshots, make)
+        with self._strategy_scope():
+            self._store = VariableStore.create(model, self.n_snapshots, make)
         self._store_owner = model
         return True
 
-    def _attach(self):
-        """Own variable store: tracked by the optimizer while `fit` runs (so
-        that `save_weights`, hence `BackupAndRestore`, stores it), through
-        the in-step seam. For a model that its first train step builds
-        (tensorflow), the store is created after that step."""
-        if not self._own_store:
-            return True
-        model = self._model
-        optimizer = getattr(model, "optimizer", None)
-        if optimizer is None:
-            return False
-        if model.built:
-            if not optimizer.built:
-                optimizer.build(model.trainable_variables)
+    def _prepare(self, model):
+        """The variables held by the optimizer during `fit` (in-step seam):
+        the rate table, this fit's cycle ends and, for the callback's own
+        store, the snapshots (so that `save_weights`, hence
+        `BackupAndRestore`, stores them). For a model that its first train
+        step builds (tensorflow), the own store is created in that step."""
+        super()._prepare(model)
+        if self._ends_variable is None:
+            with self._strategy_scope():
+                self._ends_variable = self._new_variable(
+                    (self.n_snapshots,), "int32", "snapshot_cycle_ends"
+                )
+                self._offset_variable = self._new_variable(
+                    (), "int32", "snapshot_offset"
+                )
+        if self._own_store and model.built:
             self._create_store()
-        variables = (
-            self._store.variables() if self._store_owner is model else []
+
+    def _in_step_variables(self):
+        variables = []
+        if self._own_store and self._store_owner is self._model:
+            variables += self._store.variables()
+        variables += super()._in_step_variables()
+        if self._in_step_store():
+            variables += [self._ends_variable, self._offset_variable]
+        return variables
+
+    def _create_lazily(self):
+        """Own store of a model that its first train step built: created
+        while that step is traced, after the original step (which built
+        the model and the optimizer), and tracked by the optimizer."""
+        self._create_store()
+        _in_step.add_variables(self._model, self, self._store.variables())
+
+    # ----------------------------------------------------- in-step copies
+
+    @property
+    def _in_step_key(self):
+        return (super()._in_step_key, id(self._store), id(self._ends_variable))
+
+    def _in_step_wrap(self, train_step):
+        """The rate-setting step of `ScheduleCallback`, followed, at a cycle
+        end, by the copy of the weights into the next snapshot slot, inside
+        the compiled step (`keras.ops.cond`: other steps skip it)."""
+        step = super()._in_step_wrap(train_step)
+        if not self._in_step_store():
+            return step
+        if keras.backend.backend() == "jax":
+            return self._functional_snapshot(step)
+        return self._stateful_snapshot(step)
+
+    def _due(self, position, ends, count):
+        """Whether the step at `position` ends a cycle with a slot free."""
+        return ops.logical_and(
+            ops.any(ops.equal(ends, position)),
+            ops.less(count, self.n_snapshots),
         )
-        return _in_step.attach(model, self, variables)
 
-    def _ensure_store(self):
-        if self._own_store and self._store_owner is not self._model:
-            self._create_store()
-            _in_step.add_variables(
-                self._model, self, self._store.variables()
+    def _steps_after(self, steps, count, position):
+        index = ops.arange(self.n_snapshots, dtype="int32")
+        return ops.where(ops.equal(index, count), position, steps)
+
+    def _functional_snapshot(self, train_step):
+        """Wraps a jax-style `train_step(state, data)`: pure update of the
+        store's values in the returned state."""
+        model = self._model
+        store = self._store
+        positions = functools.partial(_in_step.state_positions, model)
+        read = _in_step.read_state
+        targets = positions(snapshot_variables(self._target()))
+        slots = [positions(slot) for slot in store.slots]
+        count_at, steps_at, ends_at, offset_at, iterations_at = positions([
+            store.count_variable,
+            store.steps_variable,
+            self._ends_variable,
+            self._offset_variable,
+            model.optimizer.iterations,
+        ])
+
+        def step_with_snapshot(state, data):
+            position = ops.cast(read(state, iterations_at), "int32") - read(
+                state, offset_at
             )
+            ends = read(state, ends_at)
+            logs, state = train_step(state, data)
+            count = read(state, count_at)
+            weights = [read(state, at) for at in targets]
+            old = ([[read(state, at) for at in slot] for slot in slots],
+                   read(state, steps_at), count)
 
-    def set_model(self, model):
-        super().set_model(model)
-        # Before any on_train_begin, so that BackupAndRestore restores it.
-        self._attach()
+            def copy():
+                new_slots = [
+                    [ops.where(ops.equal(count, i), w, s)
+                     for w, s in zip(weights, values)]
+                    for i, values in enumerate(old[0])
+                ]
+                steps = self._steps_after(old[1], count, position)
+                return new_slots, steps, count + 1
+
+            new_slots, steps, count = ops.cond(
+                self._due(position, ends, count), copy, lambda: old
+            )
+            updates = [(steps_at, steps), (count_at, count)]
+            for slot, values in zip(slots, new_slots):
+                updates += list(zip(slot, values))
+            return logs, _in_step.write_state(state, updates)
+
+        return step_with_snapshot
+
+    def _stateful_snapshot(self, train_step):
+        """Wraps a stateful `train_step(data)` (tensorflow, torch)."""
+        model = self._model
+        iterations = model.optimizer.iterations
+
+        def step_with_snapshot(data):
+            position = (
+                ops.cast(iterations.value, "int32")
+                - self._offset_variable.value
+            )
+            logs = train_step(data)
+            if self._own_store and self._store_owner is not model:
+                self._create_lazily()
+            store = self._store
+            count = store.count_variable.value
+
+            def copy():
+                targets = snapshot_variables(self._target())
+                for i, slot in enumerate(store.slots):
+                    hit = ops.equal(count, i)
+                    for s, v in zip(slot, targets):
+                        s.assign(ops.where(hit, v.value, s.value))
+                store.steps_variable.assign(self._steps_after(
+                    store.steps_variable.value, count, position
+                ))
+                store.count_variable.assign(count + 1)
+                return ops.zeros((), "int32")
+
+            ops.cond(
+                self._due(position, self._ends_variable.value, count),
+                copy,
+                lambda: ops.zeros((), "int32"),
+            )
+            return logs
+
+        return step_with_snapshot
 
     # ------------------------------------------------------------- hooks
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self._own_store and not _in_step.is_attached(self._model, self):
-            if not self._attach():
-                raise ValueError(
-                    "SnapshotCallback needs a compiled model; use it as a "
-                    "`model.fit()` callback."
-                )
         steps = (self.params or {}).get("steps")
         if not steps:
             raise ValueError(
@@ -481,6 +604,7 @@ class SnapshotCallback(ScheduleCallback):
                 "generator of unknown length). Pass `steps_per_epoch=` to "
                 "`fit`."
             )
+        super().on_train_begin(logs)
         self._epochs = int((self.params or {}).get("epochs"))
         self._steps_per_epoch = int(steps)
         self._offset = None
@@ -516,7 +640,7 @@ class SnapshotCallback(ScheduleCallback):
     def _lay_out(self, epoch):
         """At the first epoch of a fit: resume the run or start a new one."""
         steps, epochs = self._steps_per_epoch, self._epochs
-        iterations = int(ops.convert_to_numpy(self._model.optimizer.iterations))
+        iterations = self._iterations()
         start = epoch * steps
         cyclic = self._cycles(
             epochs * steps,
@@ -547,12 +671,18 @@ class SnapshotCallback(ScheduleCallback):
         self._ends = frozenset(cyclic.cycle_end_steps)
         if self._store is not None:
             self._store.truncate(position)
+        if self._in_step_store():
+            ends = np.full((self.n_snapshots,), -1, dtype="int32")
+            ends[: len(cyclic.cycle_end_steps)] = cyclic.cycle_end_steps
+            self._ends_variable.assign(ends)
+            self._offset_variable.assign(self._offset)
+        self._announced = 0 if self._store is None else self._store.count
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._offset is None:
             self._lay_out(epoch)
         super().on_epoch_begin(epoch, logs)
-        self._checked = self._step0 - self._offset - 1
+        self._checked = self._epoch_first - self._offset - 1
 
     def _update_scale(self, current, iterations, t_prev):
         if self._last_written is None and t_prev - self._offset < 0:
@@ -562,29 +692,35 @@ class SnapshotCallback(ScheduleCallback):
         # Plateau cuts lower the rate; nothing raises it above the schedule.
         self._scale = min(self._scale, 1.0)
 
-    def on_train_batch_end(self, batch, logs=None):
-        position = self._step0 + batch - self._offset
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.verbose > 0 and self._store is not None:
+            self._announce()
+
+    def _announce(self):
+        steps = self._store.steps
+        for i in range(self._announced, len(steps)):
+            keras.utils.io_utils.print_msg(
+                f"\nSnapshotCallback: snapshot {i + 1} taken after step "
+                f"{steps[i]}."
+            )
+        self._announced = len(steps)
+
+    def _file_snapshots(self, batch, logs=None):
+        """`on_train_batch_end` of a file store: a python integer test per
+        batch; the state is synced and written only at cycle ends."""
+        position = self._epoch_first + batch - self._offset
         for t in range(self._checked + 1, position + 1):
             if t in self._ends:
                 self._take(t)
         self._checked = position
 
     def _take(self, t):
-        if keras.backend.backend() == "jax":
-            self._model.jax_state_sync()
-        self._ensure_store()
         if self._store.count >= self.n_snapshots:
             return
+        if keras.backend.backend() == "jax":
+            self._model.jax_state_sync()
         self._store.write(t, self._target())
-        if self.verbose > 0:
-            keras.utils.io_utils.print_msg(
-                f"\nSnapshotCallback: snapshot {self._store.count} taken "
-                f"after step {t}."
-            )
-
-    def on_train_end(self, logs=None):
-        if self._own_store:
-            _in_step.release(self._model, self)
 
     # ----------------------------------------------------------- results
 
