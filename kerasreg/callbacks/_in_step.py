@@ -2,8 +2,9 @@
 
 Per-step work belongs in the compiled train step, and training state that
 must survive a resume is saved with the optimizer (see ARCHITECTURE.md).
-The callbacks that need either (`WeightEMA`, `SnapshotCallback`) go through
-this one module, which keeps, per model:
+The callbacks that need either (`WeightEMA`, `ScheduleCallback(unit="step")`
+and its subclass `SnapshotCallback`) go through this one module, which
+keeps, per model:
 
 * **Attached variables.** `attach(model, owner, variables)` makes the
   model's optimizer track `variables` (`optimizer._track_variable`, the way
@@ -35,6 +36,11 @@ this one module, which keeps, per model:
   finished, so the next `fit` starts afresh). A model saved after an
   interrupted `fit` thus holds no kerasreg variable and loads with its
   optimizer state.
+* **The jax step's state.** On jax the wrapped step is a pure function of
+  the state the trainer threads through it (trainable, non-trainable,
+  optimizer and metrics variables' values); `state_positions`,
+  `read_state` and `write_state` find, read and replace a variable's value
+  there, by the variable's place in those public lists.
 """
 
 import sys

@@ -12,12 +12,20 @@ Design notes
   resumed run, see below), from
   state that `BackupAndRestore` restores (the optimizer's `iterations` and
   the initial epoch), so a resumed run continues the schedule exactly.
-  Rates are set by `ScheduleCallback` (a cheap per-step write, even on jax).
-* **Snapshots at cycle ends only.** After each batch, a python integer
-  comparison against `CyclicCosine.cycle_end_steps` decides whether this
-  step ends a cycle; only then (n times per run) is the state synced
-  (`model.jax_state_sync()` on jax) and copied, so there is no per-step
-  variable traffic.
+  Rates are set by `ScheduleCallback`: written once per epoch into a rate
+  table that the wrapped train step reads (no python work per step, any
+  restart costs nothing).
+* **Snapshots inside the train step.** This fit's cycle-end positions and
+  offset are Keras variables written once, at the first epoch; the train
+  step (wrapped once per `fit` through the in-step seam,
+  `kerasreg/callbacks/_in_step.py`) computes its position from the
+  optimizer's `iterations` and, in a `keras.ops.cond` that other steps skip,
+  copies the weights after the update into the next pre-created snapshot
+  slot, with the step and the count. No python work or state sync per step,
+  and exact with `steps_per_execution > 1`. With `snapshot_dir`, files are
+  written from python instead: after each batch a python integer
+  comparison decides whether a cycle ended; only then (n times per run) is
+  the state synced (`model.jax_state_sync()` on jax) and written.
 * **Snapshots survive a resume.** They are kept in Keras variables or files,
   never only in Python attributes: with `snapshot_dir`, one
   `snapshot_<i>.weights.h5` per snapshot plus `snapshots.json` (the steps at
@@ -25,10 +33,10 @@ Design notes
   enough to rebuild them in another process); otherwise, in non-trainable
   variables (one copy of the model's float variables per snapshot, a counter
   and the steps) that the optimizer tracks while `fit` runs, through the
-  in-step seam shared with `WeightEMA` (`kerasreg/callbacks/_in_step.py`),
-  so that `model.save_weights`, hence `BackupAndRestore`, saves them. For a
-  model that its first train step builds (a `Sequential` without
-  `keras.Input` on tensorflow) they are created after that step.
+  in-step seam shared with `WeightEMA`, so that `model.save_weights`,
+  hence `BackupAndRestore`, saves them. For a model that its first train
+  step builds (a `Sequential` without `keras.Input` on tensorflow) they are
+  created in that step, once the model and the optimizer are built.
   `SnapshotEnsemble` gives the callback its own variables instead, so that
   they are saved with the model.
 * **Resumed run or new run.** At the first epoch `k` of a `fit`, the run is
@@ -47,12 +55,13 @@ Design notes
   `kerasreg._cloning.clone_uncompiled` (unregistered losses and custom
   layers work).
 
-Known limits: with `steps_per_execution > 1` the batch hooks run once per
-execution, so a snapshot is taken at the end of the execution that contains
-the cycle end. `BackupAndRestore(save_freq=<int>)` restores a mid-epoch
-state but Keras restarts that epoch from its first batch; the schedule
-position is derived per epoch, so exact resumption needs epoch backups
-(the default `save_freq="epoch"`). Used alone, the callback detaches its
+Known limits: with `snapshot_dir` and `steps_per_execution > 1` the batch
+hooks run once per execution, so a file snapshot is taken at the end of the
+execution that contains the cycle end (in-memory snapshots are exact).
+`BackupAndRestore(save_freq=<int>)` restores a mid-epoch state but Keras
+restarts that epoch from its first batch; the schedule position is derived
+per epoch, so exact resumption needs epoch backups (the default
+`save_freq="epoch"`). Used alone, the callback detaches its
 variables from the optimizer at `on_train_end`; if `fit` is interrupted,
 Keras calls no `on_train_end` and the seam detaches them at the next
 contact (the next `fit`, or a save or load outside `fit`), so a model saved
@@ -309,7 +318,8 @@ class SnapshotCallback(ScheduleCallback):
     n_snapshots, min_learning_rate)(t)`, set per step as
     `kerasreg.callbacks.ScheduleCallback` does (this is a subclass, and
     `ReduceLROnPlateau` cuts compose with it the same way). A snapshot of the
-    model is taken after each step `t` in `CyclicCosine.cycle_end_steps`.
+    model is taken after each step `t` in `CyclicCosine.cycle_end_steps`,
+    inside the compiled train step (no python work per step).
     When `epochs * steps_per_epoch` is not a multiple of `n_snapshots`, the
     cycle length is rounded up and the last cycle is shorter; `fit` refuses
     a run where rounding leaves fewer cycle ends than `n_snapshots`, or that
