@@ -342,7 +342,11 @@ class SnapshotEnsemble(keras.Model):
                 "The wrapped model is not built yet: call the "
                 "SnapshotEnsemble on data (or `build`) before `fit`."
             )
-        callbacks = list(callbacks or []) + [_EnsembleSnapshotCallback(self)]
+        # One callback for every fit: its train step, compiled once, is
+        # reused by later fits.
+        if getattr(self._state, "callback", None) is None:
+            self._state.callback = _EnsembleSnapshotCallback(self)
+        callbacks = list(callbacks or []) + [self._state.callback]
         try:
             return super().fit(*args, callbacks=callbacks, **kwargs)
         finally:
