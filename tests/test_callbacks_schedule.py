@@ -471,3 +471,25 @@ def test_no_private_jax_state_access():
         if pattern.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_step_rates_with_weight_ema_on_the_same_step():
+    # Both wrap the one compiled train step (the in-step seam).
+    from kerasreg import WeightEMA
+
+    x, y = data(n=16)
+    model = linear_model()
+    initial = [w.astype("float64") for w in weights(model)]
+    recorder = _Weights()
+    ema = WeightEMA(decay=0.5)
+    model.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0,
+              callbacks=[ScheduleCallback(S.ExponentialDecay(0.1, 0.2),
+                                          unit="step"), ema, recorder])
+    np.testing.assert_allclose(applied_rates(x, y, recorder, 4),
+                               0.1 * np.exp(-0.2 * np.arange(8)), rtol=1e-3)
+    shadows = initial
+    for after in recorder.after:
+        shadows = [0.5 * s + 0.5 * w for s, w in zip(shadows, after)]
+    for got, want in zip(ema.shadow_weights(), shadows):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert len(model.optimizer.variables) == 2
