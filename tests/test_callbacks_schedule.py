@@ -1,5 +1,7 @@
 """kerasreg.callbacks.ScheduleCallback end to end with fit."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -242,3 +244,252 @@ def test_invalid_rate_refused_before_training_on_it(schedule, unit, t, shown):
 def test_bad_verbose(verbose):
     with pytest.raises(ValueError, match="argument `verbose`"):
         ScheduleCallback(S.StepDecay(0.1), verbose=verbose)
+
+
+# ------------------------------------------- issue 13: rates set in the step
+
+
+class _Weights(keras.callbacks.Callback):
+    """Weights before and after every batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.before, self.after = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.before.append(self.model.get_weights())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.after.append(self.model.get_weights())
+
+
+def applied_rates(x, y, recorder, batch_size):
+    """The rate each step trained with, from its update.
+
+    Linear model, MSE, plain SGD: `w' - w = -lr * g` with
+    `g = (2/B X^T e, 2 mean(e))`, `e = X w + b - y` on the step's batch
+    (`shuffle=False`), so `lr = -(dw . g) / (g . g)`.
+    """
+    n = len(x) // batch_size
+    rates = []
+    for t, (before, after) in enumerate(zip(recorder.before, recorder.after)):
+        if not before:  # an unbuilt model (tensorflow) before its first step
+            rates.append(np.nan)
+            continue
+        i = t % n
+        xb = x[i * batch_size : (i + 1) * batch_size].astype("float64")
+        yb = y[i * batch_size : (i + 1) * batch_size].astype("float64")
+        w, b = before[0].astype("float64"), before[1].astype("float64")
+        err = xb @ w + b - yb
+        g = np.concatenate([(2.0 / len(xb) * xb.T @ err).ravel(),
+                            (2.0 * err.mean(axis=0)).ravel()])
+        step = np.concatenate([(after[0] - before[0]).ravel(),
+                               (after[1] - before[1]).ravel()])
+        rates.append(-(step @ g) / (g @ g))
+    return np.array(rates)
+
+
+def _python_schedule(t):
+    # Not traceable (python math, branches): evaluated in numpy per epoch.
+    return 0.02 + 0.08 * math.cos(t / 3.0) ** 2 if t % 5 else 0.15
+
+
+@pytest.mark.parametrize("kind", ["kerasreg", "python"])
+def test_step_rates_applied_per_step_equal_the_schedule(kind):
+    x, y = data(n=16)
+    if kind == "kerasreg":
+        schedule = S.ExponentialDecay(0.1, 0.15)
+        reference = 0.1 * np.exp(-0.15 * np.arange(12))
+    else:
+        schedule = _python_schedule
+        reference = np.array([_python_schedule(t) for t in range(12)])
+    model = linear_model()
+    lr_variable = model.optimizer.learning_rate
+    n_variables = len(model.optimizer.variables)
+    recorder = _Weights()
+    model.fit(x, y, epochs=3, batch_size=4, shuffle=False, verbose=0,
+              callbacks=[ScheduleCallback(schedule, unit="step"), recorder])
+    np.testing.assert_allclose(applied_rates(x, y, recorder, 4), reference,
+                               rtol=1e-3)
+    # The optimizer keeps its own rate variable, holding the last step's
+    # rate, and nothing of the callback.
+    assert model.optimizer.learning_rate is lr_variable
+    assert float(ops.convert_to_numpy(lr_variable)) == pytest.approx(
+        reference[-1], rel=1e-6)
+    assert len(model.optimizer.variables) == n_variables
+
+
+def test_step_rates_after_plateau_cuts_and_resume_with_initial_epoch():
+    x, y = data(n=16)
+    schedule = S.ExponentialDecay(0.1, 0.1)
+    plateau = keras.callbacks.ReduceLROnPlateau(
+        monitor="plateau", factor=0.5, patience=1, min_delta=0.0, mode="min")
+    model = linear_model()
+    recorder = _Weights()
+    model.fit(x, y, epochs=3, batch_size=4, shuffle=False, verbose=0,
+              callbacks=[ScheduleCallback(schedule, unit="step"),
+                         ConstantMetric(), plateau, recorder])
+    # Cuts at the ends of epochs 1 and 2: scale 1, 1, 0.5 during the fit;
+    # the last cut (0.25) is in the optimizer.
+    scale = np.repeat([1.0, 1.0, 0.5], 4)
+    t = np.arange(12)
+    np.testing.assert_allclose(applied_rates(x, y, recorder, 4),
+                               scale * 0.1 * np.exp(-0.1 * t), rtol=1e-3)
+    # A new callback resumes with the cut and the step count.
+    recorder = _Weights()
+    history = model.fit(x, y, epochs=5, initial_epoch=3, batch_size=4,
+                        shuffle=False, verbose=0,
+                        callbacks=[ScheduleCallback(schedule, unit="step"),
+                                   recorder])
+    t = np.arange(12, 20)
+    expected = 0.25 * 0.1 * np.exp(-0.1 * t)
+    np.testing.assert_allclose(applied_rates(x, y, recorder, 4), expected,
+                               rtol=1e-3)
+    np.testing.assert_allclose(history.history["learning_rate"],
+                               expected[[3, 7]], rtol=1e-6)
+
+
+def test_step_rates_on_unbuilt_sequential():
+    x, y = data(n=16)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(learning_rate=0.5), loss="mse")
+    assert not model.built
+    recorder = _Weights()
+    schedule = S.CyclicCosine(0.1, total_steps=8, n_cycles=2,
+                              min_learning_rate=0.01)
+    history = model.fit(x, y, epochs=2, batch_size=4, shuffle=False,
+                        verbose=0,
+                        callbacks=[ScheduleCallback(schedule, unit="step"),
+                                   recorder])
+    reference = 0.01 + 0.09 / 2 * (np.cos(np.pi * (np.arange(8) % 4) / 4) + 1)
+    rates = applied_rates(x, y, recorder, 4)
+    known = ~np.isnan(rates)
+    assert known[1:].all()
+    np.testing.assert_allclose(rates[known], reference[known], rtol=1e-3)
+    np.testing.assert_allclose(history.history["learning_rate"],
+                               reference[[3, 7]], rtol=1e-6)
+    assert len(model.optimizer.variables) == 2
+
+
+def test_step_rates_with_steps_per_execution():
+    # The batch hooks run once per execution of 2 steps; each step still
+    # trains with its own rate.
+    x, y = data(n=16)
+    model = linear_model()
+    model.compile(keras.optimizers.SGD(learning_rate=0.1), loss="mse",
+                  steps_per_execution=2)
+    w0, b0 = [w.astype("float64") for w in weights(model)]
+    rates = 0.1 * np.exp(-0.3 * np.arange(8))
+    model.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0,
+              callbacks=[ScheduleCallback(S.ExponentialDecay(0.1, 0.3),
+                                          unit="step")])
+
+    def sgd(rates):
+        w, b = w0.copy(), b0.copy()
+        for t, lr in enumerate(rates):
+            i = t % 4
+            xb = x[4 * i : 4 * i + 4].astype("float64")
+            err = xb @ w + b - y[4 * i : 4 * i + 4]
+            w = w - lr * 2 * xb.T @ err / 4
+            b = b - lr * 2 * err.mean(axis=0)
+        return w, b
+
+    w, b = sgd(rates)
+    np.testing.assert_allclose(weights(model)[0], w, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(weights(model)[1], b, rtol=1e-4, atol=1e-6)
+    w_wrong, _ = sgd(np.repeat(rates[::2], 2))  # one rate per execution
+    assert not np.allclose(w, w_wrong, rtol=1e-3)
+
+
+def test_step_rates_past_the_table_and_unknown_epoch_length(monkeypatch):
+    # A table of 3 rates: an epoch of 4 steps refills it mid-epoch (on jax,
+    # through a state sync); a generator of unknown length too.
+    from kerasreg.callbacks import schedule as schedule_module
+
+    monkeypatch.setattr(schedule_module, "_TABLE", 3)
+    x, y = data(n=16)
+    schedule = S.ExponentialDecay(0.1, 0.2)
+    reference = 0.1 * np.exp(-0.2 * np.arange(8))
+
+    model = linear_model()
+    recorder = _Weights()
+    history = model.fit(x, y, epochs=2, batch_size=4, shuffle=False,
+                        verbose=0,
+                        callbacks=[ScheduleCallback(schedule, unit="step"),
+                                   recorder])
+    np.testing.assert_allclose(applied_rates(x, y, recorder, 4), reference,
+                               rtol=1e-3)
+    np.testing.assert_allclose(history.history["learning_rate"],
+                               reference[[3, 7]], rtol=1e-6)
+
+    def batches():
+        for i in range(4):
+            yield x[4 * i : 4 * i + 4], y[4 * i : 4 * i + 4]
+
+    model = linear_model()
+    recorder = _Weights()
+    model.fit(batches(), epochs=1, verbose=0,
+              callbacks=[ScheduleCallback(schedule, unit="step"), recorder])
+    np.testing.assert_allclose(applied_rates(x, y, recorder, 4),
+                               reference[:4], rtol=1e-3)
+
+
+def test_interrupted_step_fit_leaves_a_clean_optimizer(tmp_path):
+    x, y = data(n=16)
+    model = linear_model()
+    lr_variable = model.optimizer.learning_rate
+    n_variables = len(model.optimizer.variables)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(x, y, epochs=3, batch_size=4, shuffle=False, verbose=0,
+                  callbacks=[ScheduleCallback(S.ExponentialDecay(0.1, 0.3),
+                                              unit="step"),
+                             Interrupt(1, 1)])
+    model.save(str(tmp_path / "m.keras"))  # closes the interrupted fit
+    assert len(model.optimizer.variables) == n_variables
+    assert model.optimizer.learning_rate is lr_variable
+    # The rate of the last step that ran (step 5).
+    assert float(ops.convert_to_numpy(lr_variable)) == pytest.approx(
+        0.1 * np.exp(-0.3 * 5), rel=1e-6)
+    loaded = keras.saving.load_model(str(tmp_path / "m.keras"))
+    assert len(loaded.optimizer.variables) == n_variables
+    # A plain fit afterwards trains with the optimizer's rate, unchanged.
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert float(ops.convert_to_numpy(lr_variable)) == pytest.approx(
+        0.1 * np.exp(-0.3 * 5), rel=1e-6)
+
+
+def test_no_private_jax_state_access():
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "kerasreg"
+    pattern = re.compile(r"_jax_state\b|_jax_state_synced|\._value\b")
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if pattern.search(path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_step_rates_with_weight_ema_on_the_same_step():
+    # Both wrap the one compiled train step (the in-step seam).
+    from kerasreg import WeightEMA
+
+    x, y = data(n=16)
+    model = linear_model()
+    initial = [w.astype("float64") for w in weights(model)]
+    recorder = _Weights()
+    ema = WeightEMA(decay=0.5)
+    model.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0,
+              callbacks=[ScheduleCallback(S.ExponentialDecay(0.1, 0.2),
+                                          unit="step"), ema, recorder])
+    np.testing.assert_allclose(applied_rates(x, y, recorder, 4),
+                               0.1 * np.exp(-0.2 * np.arange(8)), rtol=1e-3)
+    shadows = initial
+    for after in recorder.after:
+        shadows = [0.5 * s + 0.5 * w for s, w in zip(shadows, after)]
+    for got, want in zip(ema.shadow_weights(), shadows):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert len(model.optimizer.variables) == 2

@@ -572,3 +572,70 @@ def test_bad_snapshot_dir(bad):
         SnapshotCallback(2, snapshot_dir=bad)
     with pytest.raises(ValueError, match="argument `snapshot_dir`"):
         SnapshotEnsemble(_mlp(), snapshot_dir=bad)
+
+
+# ---------------------------------------------------------------- issue 13
+
+
+def test_snapshots_taken_in_step_with_steps_per_execution():
+    # 5 epochs x 4 steps, 3 cycles: ends 6, 13, 19. With executions of 3
+    # steps the batch hooks see only every third step (13 is inside an
+    # execution); the copies are made inside the step, so each snapshot
+    # holds the weights right after its cycle-end step.
+    x, y = _data(n=16)
+    initial = _mlp().get_weights()
+
+    def run(steps_per_execution, recorder=None):
+        model = _mlp()
+        model.set_weights(initial)
+        model.compile(keras.optimizers.SGD(0.1),
+                      "sparse_categorical_crossentropy",
+                      steps_per_execution=steps_per_execution)
+        snap = SnapshotCallback(3, initial_learning_rate=0.2)
+        model.fit(x, y, epochs=5, batch_size=4, shuffle=False, verbose=0,
+                  callbacks=[snap] + ([recorder] if recorder else []))
+        return snap
+
+    recorder = _Recorder()
+    reference = run(1, recorder)
+    snap = run(3)
+    assert snap.snapshot_steps == reference.snapshot_steps == [6, 13, 19]
+    for snapshot, t in zip(snap.snapshots, [6, 13, 19]):
+        for got, want in zip(snapshot.get_weights(), recorder.after[t]):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_variable_snapshots_need_no_batch_hook():
+    # Without `snapshot_dir` nothing runs in python per batch: the callback
+    # keeps Keras' default batch hooks (which lets Keras dispatch batch ends
+    # asynchronously); a file store needs one (the files are written from
+    # python at cycle ends).
+    default = keras.callbacks.Callback.on_train_batch_end
+    in_memory = SnapshotCallback(2)
+    assert "on_train_batch_end" not in vars(in_memory)
+    assert type(in_memory).on_train_batch_end is default
+    assert "on_train_batch_end" in vars(SnapshotCallback(2, snapshot_dir="d"))
+
+
+def test_ensemble_rates_and_snapshots_per_step_with_plateau_cut():
+    # SnapshotEnsemble: the per-step rates are the cyclic cosine's, times
+    # the ReduceLROnPlateau cut from the epoch after it on.
+    x, y = _data()
+    se = SnapshotEnsemble(_mlp(), n_snapshots=2, initial_learning_rate=0.2)
+    se.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+
+    class Plateau(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["plateau"] = 1.0
+
+    rates = _Rates()
+    plateau = keras.callbacks.ReduceLROnPlateau(
+        monitor="plateau", factor=0.5, patience=1, min_delta=0.0, mode="min")
+    se.fit(x, y, epochs=4, batch_size=16, shuffle=False, verbose=0,
+           callbacks=[rates, Plateau(), plateau])
+    # Cuts at the ends of epochs 1 and 2: scale 1, 1, 0.5, 0.25.
+    scale = np.repeat([1.0, 1.0, 0.5, 0.25], 3)
+    expected = scale * np.array(
+        [float(CyclicCosine(0.2, 12, 2)(t)) for t in range(12)])
+    np.testing.assert_allclose(rates.rates, expected, rtol=1e-6)
+    assert se.snapshot_steps == [5, 11]

@@ -2,8 +2,9 @@
 
 Per-step work belongs in the compiled train step, and training state that
 must survive a resume is saved with the optimizer (see ARCHITECTURE.md).
-The callbacks that need either (`WeightEMA`, `SnapshotCallback`) go through
-this one module, which keeps, per model:
+The callbacks that need either (`WeightEMA`, `ScheduleCallback(unit="step")`
+and its subclass `SnapshotCallback`) go through this one module, which
+keeps, per model:
 
 * **Attached variables.** `attach(model, owner, variables)` makes the
   model's optimizer track `variables` (`optimizer._track_variable`, the way
@@ -35,6 +36,11 @@ this one module, which keeps, per model:
   finished, so the next `fit` starts afresh). A model saved after an
   interrupted `fit` thus holds no kerasreg variable and loads with its
   optimizer state.
+* **The jax step's state.** On jax the wrapped step is a pure function of
+  the state the trainer threads through it (trainable, non-trainable,
+  optimizer and metrics variables' values); `state_positions`,
+  `read_state` and `write_state` find, read and replace a variable's value
+  there, by the variable's place in those public lists.
 """
 
 import sys
@@ -259,3 +265,55 @@ def release(model, owner):
 def is_attached(model, owner):
     seam = _SEAMS.get(model)
     return seam is not None and id(owner) in seam.owners
+
+
+# ------------------------------------------------- the jax train step's state
+
+# The groups of the state the jax trainer threads through `train_step(state,
+# data)`, in its order (keras/src/backend/jax/trainer.py).
+_STATE_GROUPS = (
+    "trainable_variables",
+    "non_trainable_variables",
+    "optimizer_variables",
+    "metrics_variables",
+)
+
+
+def state_positions(model, variables):
+    """Where each of `variables` sits in the state of the jax train step.
+
+    Returns one `(group, index)` per variable, `group` indexing
+    `(trainable, non-trainable, optimizer, metrics)` variables as the jax
+    trainer orders them. Raises `ValueError` for a variable that the state
+    does not carry.
+    """
+    groups = (
+        model.trainable_variables,
+        model.non_trainable_variables,
+        model.optimizer.variables,
+        model.metrics_variables,
+    )
+    where = {}
+    for g, group in enumerate(groups):
+        for i, variable in enumerate(group):
+            where.setdefault(id(variable), (g, i))
+    missing = [v.path for v in variables if id(v) not in where]
+    if missing:
+        raise ValueError(
+            f"The train step's state does not carry the variables {missing}."
+        )
+    return [where[id(v)] for v in variables]
+
+
+def read_state(state, position):
+    """The value of the variable at `position` in a jax train step's state."""
+    group, index = position
+    return state[group][index]
+
+
+def write_state(state, updates):
+    """A new state with `updates` (`(position, value)` pairs) applied."""
+    groups = [list(g) if g is not None else g for g in state]
+    for (group, index), value in updates:
+        groups[group][index] = value
+    return tuple(groups)

@@ -6,10 +6,13 @@ from keras import ops
 from keras.optimizers.schedules import LearningRateSchedule
 
 from kerasreg import _checks
+from kerasreg.callbacks import _in_step
 
-# Rates are evaluated for this many steps at once when the epoch length is
-# unknown (one vectorized schedule call instead of one per step).
-_CHUNK = 1024
+# `unit="step"`: the rates of this many steps are held in the optimizer at a
+# time (the rate table read inside the train step). An epoch up to this long
+# writes the table once, at its start; a longer one (or one of unknown
+# length) refills it when a batch reaches its end.
+_TABLE = 2048
 # Relative difference under which two float32 rates count as the same value.
 _SAME = 1e-6
 
@@ -19,92 +22,62 @@ def _same(a, b):
 
 
 def _learning_rate_variable(optimizer):
-    """The optimizer's learning-rate `keras.Variable`, or `None`."""
-    while hasattr(optimizer, "inner_optimizer"):  # LossScaleOptimizer
-        optimizer = optimizer.inner_optimizer
-    lr = getattr(optimizer, "_learning_rate", None)
+    """The optimizer's learning-rate `keras.Variable`, or `None`.
+
+    `optimizer.learning_rate` is that variable for an optimizer created with
+    a float rate (a `LossScaleOptimizer` forwards to its inner optimizer),
+    and a computed value for one created with a schedule or a callable.
+    """
+    lr = optimizer.learning_rate
     return lr if isinstance(lr, keras.Variable) else None
 
 
-_JAX_STATE_GROUPS = (
-    "trainable_variables",
-    "non_trainable_variables",
-    "optimizer_variables",
-    "metrics_variables",
-)
-
-
-def _jax_state_variables(model):
-    """The variable lists the jax trainer carries, in its state's order."""
-    return (
-        model.trainable_variables,
-        model.non_trainable_variables,
-        model.optimizer.variables,
-        model.metrics_variables,
-    )
-
-
-def _set_variable_during_jax_fit(model, groups, variable, value):
-    """jax backend only: sets `variable` to `value` mid-epoch, cheaply.
-
-    During `fit` on jax, Keras keeps the training state outside the model's
-    variables (keras/src/backend/jax/trainer.py): after each step the new
-    state is kept in `model._jax_state` and the `keras.Variable`s are
-    emptied; the next step takes the state it carried, unless
-    `model._jax_state_synced` is True, in which case it gathers the state
-    afresh from the variables. Assigning the learning-rate variable alone
-    therefore has no effect on the next step. The public way,
-    `model.jax_state_sync()` and then `variable.assign(value)`, goes through
-    `assign` for every model, optimizer and metric variable and converts the
-    value to a device array, on every batch: on the benchmark MLP that made
-    `fit` about 1.3x slower (see benchmarks/bench_schedules.py). Keras has no
-    public hook to change one optimizer variable mid-epoch, so this does what
-    `jax_state_sync()` does without the per-variable `assign` overhead (it
-    re-attaches the carried arrays to the variables it was given in
-    `groups`), sets the one value, and marks the state synced so that the
-    next step gathers it. Returns False, having changed nothing, when the
-    carried state does not match `groups` (the caller then takes the
-    public way).
-    """
-    state = getattr(model, "_jax_state", None)
-    if not isinstance(state, dict) or groups is None:
-        return False
-    pairs = []
-    for name, refs in zip(_JAX_STATE_GROUPS, groups):
-        values = state.get(name)
-        if not values:
-            continue
-        if len(values) != len(refs):
-            return False
-        pairs.append((refs, values))
-    for refs, values in pairs:
-        for ref, carried in zip(refs, values):
-            ref._value = carried
-    variable._value = np.asarray(value, dtype=variable.dtype)
-    model._jax_state_synced = True
-    return True
+def _described_learning_rate(optimizer):
+    """What the optimizer was given as `learning_rate` (for messages)."""
+    try:
+        value = optimizer.get_config().get("learning_rate")
+    except Exception:  # pragma: no cover - exotic optimizers
+        return "?"
+    if isinstance(value, dict):
+        return value.get("class_name", value)
+    return value
 
 
 class ScheduleCallback(keras.callbacks.Callback):
     """Sets the optimizer's learning rate from a schedule, per epoch or step.
 
-    At the start of each epoch (`unit="epoch"`, `t` = epoch index) or of each
-    batch (`unit="step"`, `t` = global step) the optimizer's learning rate is
-    set to `schedule(t)`. Use it for the annealing schedules of the cs231n
-    notes applied per epoch ("halve the rate every 5 epochs"), for any python
-    `callable(t) -> float`, or to combine a schedule with
+    At the start of each epoch (`unit="epoch"`, `t` = epoch index) or for
+    each training step (`unit="step"`, `t` = global step) the optimizer's
+    learning rate is set to `schedule(t)`. Use it for the annealing schedules
+    of the cs231n notes applied per epoch ("halve the rate every 5 epochs"),
+    for any python `callable(t) -> float`, or to combine a schedule with
     `keras.callbacks.ReduceLROnPlateau`. (To run a `LearningRateSchedule` per
     step you can also pass it as the optimizer's `learning_rate=`; this
     callback gives the same rates and adds resumption, plateau cuts and
     python callables.)
 
+    **Per step, inside the compiled train step.** With `unit="step"` the
+    rates of the epoch's steps are computed at the epoch's start, in one
+    vectorized call for a `LearningRateSchedule` (once per step for a python
+    callable), checked, multiplied by the plateau scale (below) and written
+    once into a small rate table (a Keras variable) that the optimizer holds
+    while `fit` runs. The train step, wrapped once per `fit`, sets the
+    optimizer's learning-rate variable to `table[iterations - first]` before
+    its update: there is no python work per batch, on any backend, and any
+    `callable(t)` works (it is never traced). With `steps_per_execution > 1`
+    every step of an execution gets its own rate. The optimizer keeps its
+    own learning-rate variable throughout (`ReduceLROnPlateau` and the like
+    keep working); after `fit` it holds the rate of the last step. The table
+    is detached from the optimizer when `fit` ends, or, if `fit` is
+    interrupted, at the next `fit`, save or load
+    (`kerasreg/callbacks/_in_step.py`).
+
     **Resuming.** The global step is the optimizer's `iterations` counter,
-    read at the start of each epoch, plus the batch index, so it is saved
-    with the model and restored by `keras.callbacks.BackupAndRestore`,
-    `model.load_weights` or `keras.saving.load_model`. `fit(...,
-    initial_epoch=k)` and a run restored by `BackupAndRestore` after an
-    interruption give exactly the rates of an uninterrupted run, for both
-    units.
+    so it is saved with the model and restored by
+    `keras.callbacks.BackupAndRestore`, `model.load_weights` or
+    `keras.saving.load_model`. `fit(..., initial_epoch=k)` and a run
+    restored by `BackupAndRestore` after an interruption give exactly the
+    rates of an uninterrupted run, for both units.
 
     **With `ReduceLROnPlateau` (or anything else that changes the rate).**
     The rate set is `scale * schedule(t)`, `scale` starting at 1. At the
@@ -131,13 +104,6 @@ class ScheduleCallback(keras.callbacks.Callback):
     epoch, the check runs at the epoch's start; per step, the rates of the
     whole epoch are computed (and checked, in numpy) at its start, so the
     check costs nothing per step.
-
-    Cost: with `unit="step"` the rates of a whole epoch are computed in one
-    vectorized call at the start of the epoch, and setting one rate is a
-    variable assignment (on jax, a re-attachment of the state `fit` carries,
-    see `_set_variable_during_jax_fit`), so the per-step overhead is small.
-    With `steps_per_execution > 1` the rate changes once per
-    execution (the batch hooks run once per execution).
 
     Args:
         schedule: A `keras.optimizers.schedules.LearningRateSchedule` (such
@@ -191,16 +157,22 @@ class ScheduleCallback(keras.callbacks.Callback):
         self.unit = unit
         self.verbose = int(verbose)
         self._vectorized = isinstance(schedule, LearningRateSchedule)
+        # unit="step": the rate table and the `iterations` value of its first
+        # entry (Keras variables, held by the optimizer while `fit` runs).
+        self._table = None
+        self._first = None
+        self._in_fit = False
         self._reset()
 
     def _reset(self):
         self._scale = 1.0
         self._last_written = None
-        self._cache_start = 0
-        self._cache = np.zeros((0,))
-        self._step0 = 0
         self._lr_variable = None
-        self._jax_groups = None
+        self._table_values = np.zeros((0,), "float32")  # what `_table` holds
+        self._table_first = 0  # `iterations` of its entry 0
+        self._table_count = 0  # entries that are scheduled rates
+        self._epoch_first = 0  # `iterations` at the epoch's start
+        self._refill = False  # whether a batch may run past the table
 
     # -- schedule values -------------------------------------------------
 
@@ -227,7 +199,7 @@ class ScheduleCallback(keras.callbacks.Callback):
         """`schedule(t)` for `t` in `[start, start + count)`, float64 numpy.
 
         Every value is checked (finite, >= 0) when computed, before training
-        uses it: once per epoch (or chunk of steps), in numpy.
+        uses it: once per epoch (or table of steps), in numpy.
         """
         t = np.arange(start, start + count, dtype="int32")
         values = None
@@ -248,14 +220,141 @@ class ScheduleCallback(keras.callbacks.Callback):
             raise self._invalid_rate(int(t[i]), float(values[i]))
         return values
 
-    def _rate(self, t):
-        i = t - self._cache_start
-        if not 0 <= i < len(self._cache):
-            count = (self.params or {}).get("steps") or _CHUNK
-            self._cache_start = t
-            self._cache = self._rates(t, max(int(count), 1))
-            i = 0
-        return self._cache[i]
+    # -- the in-step seam (unit="step") ----------------------------------
+
+    def _strategy_scope(self):
+        strategy = getattr(self._model, "distribute_strategy", None)
+        if strategy is None:
+            import contextlib
+
+            return contextlib.nullcontext()
+        return strategy.scope()
+
+    def _new_variable(self, shape, dtype, name):
+        return keras.Variable(
+            initializer="zeros", shape=shape, dtype=dtype, trainable=False,
+            name=name,
+        )
+
+    def _prepare(self, model):
+        """Creates what `_in_step_variables` lists (subclass hook)."""
+        if self._table is None:
+            with self._strategy_scope():
+                self._table = self._new_variable(
+                    (_TABLE,), "float32", "schedule_rates"
+                )
+                self._first = self._new_variable(
+                    (), "int32", "schedule_first_step"
+                )
+
+    def _in_step_variables(self):
+        """The variables the optimizer holds for this callback during fit."""
+        return [self._table, self._first]
+
+    def _attach(self):
+        """Registers with the in-step seam (from `set_model`, so that the
+        variables are held before any `BackupAndRestore` restores a backup
+        that holds them). False when the model has no float-rate optimizer.
+        """
+        model = self._model
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is None or _learning_rate_variable(optimizer) is None:
+            return False
+        if model.built and not optimizer.built:
+            # As `BackupAndRestore` does: the optimizer's own variables come
+            # before the ones attached.
+            with self._strategy_scope():
+                optimizer.build(model.trainable_variables)
+        self._prepare(model)
+        return _in_step.attach(model, self, self._in_step_variables())
+
+    def set_model(self, model):
+        super().set_model(model)
+        if self.unit == "step":
+            self._attach()
+
+    @property
+    def _in_step_key(self):
+        return (id(self._table), id(self._lr_variable))
+
+    def _in_step_reset(self):
+        """The seam closed a `fit` that raised."""
+        self._in_fit = False
+
+    def _in_step_wrap(self, train_step):
+        """The train step, preceded by setting the learning rate of this
+        step from the rate table (for the in-step seam)."""
+        model = self._model
+        optimizer = model.optimizer
+        lr = _learning_rate_variable(optimizer)
+        iterations = optimizer.iterations
+        table, first = self._table, self._first
+        last = int(table.shape[0]) - 1
+
+        def rate(table_value, iterations_value, first_value):
+            i = ops.cast(iterations_value, "int32") - first_value
+            i = ops.clip(i, 0, last)
+            return ops.cast(ops.take(table_value, i), lr.dtype)
+
+        if keras.backend.backend() == "jax":
+            lr_at, it_at, table_at, first_at = _in_step.state_positions(
+                model, [lr, iterations, table, first]
+            )
+
+            def step_with_rate(state, data):
+                value = rate(
+                    _in_step.read_state(state, table_at),
+                    _in_step.read_state(state, it_at),
+                    _in_step.read_state(state, first_at),
+                )
+                state = _in_step.write_state(state, [(lr_at, value)])
+                return train_step(state, data)
+
+            return step_with_rate
+
+        def step_with_rate(data):
+            lr.assign(rate(table.value, iterations.value, first.value))
+            return train_step(data)
+
+        return step_with_rate
+
+    def _fill(self, iterations):
+        """Writes the rates of the steps from `iterations` on into the table.
+
+        The steps left in the epoch when its length is known (at most
+        `_TABLE`), else `_TABLE` steps; the rest of the table repeats the
+        last rate. Values are `float32(scale * schedule(t))`.
+        """
+        steps = (self.params or {}).get("steps")
+        if steps:
+            left = int(steps) - (iterations - self._epoch_first)
+            count = max(1, min(_TABLE, left))
+        else:
+            count = _TABLE
+        rates = np.float32(self._scale * self._rates(iterations, count))
+        values = np.full((_TABLE,), rates[-1], dtype="float32")
+        values[:count] = rates
+        self._table.assign(values)
+        self._first.assign(iterations)
+        self._table_values = values
+        self._table_first = iterations
+        self._table_count = count
+        self._refill = not steps or (
+            int(steps) - (iterations - self._epoch_first) > count
+        )
+        return float(values[0])
+
+    def _rate_before(self, iterations):
+        """The rate the table gave the step before `iterations`, or None."""
+        i = iterations - 1 - self._table_first
+        if i < 0 or not len(self._table_values):
+            return None
+        return float(self._table_values[min(i, _TABLE - 1)])  # as in-step
+
+    def _iterations(self):
+        # `self._model`, not `self.model`: on jax that syncs the state (it is
+        # synced at epoch boundaries anyway).
+        return int(ops.convert_to_numpy(self._model.optimizer.iterations))
 
     # -- training hooks --------------------------------------------------
 
@@ -266,29 +365,26 @@ class ScheduleCallback(keras.callbacks.Callback):
             raise ValueError("ScheduleCallback needs a compiled model.")
         self._lr_variable = _learning_rate_variable(optimizer)
         if self._lr_variable is None:
-            learning_rate = getattr(
-                getattr(optimizer, "inner_optimizer", optimizer),
-                "_learning_rate",
-                None,
-            )
             raise ValueError(
                 "ScheduleCallback sets the optimizer's learning rate, but the "
                 f"optimizer `{optimizer.name}` was created with a schedule "
-                f"object (learning_rate={learning_rate!r}), whose rate cannot "
-                "be set. Either create the optimizer with a float learning "
-                "rate, e.g. `keras.optimizers.SGD(learning_rate=0.1)`, and "
-                "keep ScheduleCallback, or keep the schedule in the optimizer "
-                "and remove ScheduleCallback."
+                f"object (learning_rate={_described_learning_rate(optimizer)!r})"
+                ", whose rate cannot be set. Either create the optimizer with "
+                "a float learning rate, e.g. "
+                "`keras.optimizers.SGD(learning_rate=0.1)`, and keep "
+                "ScheduleCallback, or keep the schedule in the optimizer and "
+                "remove ScheduleCallback."
             )
+        if self.unit == "step":
+            if not _in_step.is_attached(self._model, self):
+                self._attach()
+            self._in_fit = True
+            _in_step.begin(self._model)
 
     def on_epoch_begin(self, epoch, logs=None):
         # The training state is attached to the variables at epoch start
-        # (on jax, `self.model` syncs it if a callback left it detached).
-        model = self.model
-        optimizer = model.optimizer
-        if keras.backend.backend() == "jax" and self.unit == "step":
-            self._jax_groups = _jax_state_variables(model)
-        iterations = int(ops.convert_to_numpy(optimizer.iterations))
+        # (on jax, `fit` syncs it at each epoch end).
+        iterations = self._iterations()
         current = float(ops.convert_to_numpy(self._lr_variable))
         if self.unit == "epoch":
             t = epoch
@@ -298,9 +394,9 @@ class ScheduleCallback(keras.callbacks.Callback):
         if self.unit == "epoch":
             value = self._write(self._scale * self._rates(epoch, 1)[0])
         else:
-            self._step0 = iterations
             self._last_written = current  # what the optimizer holds now
-            value = self._scale * self._rate(t)
+            self._epoch_first = iterations
+            value = self._fill(iterations)
         if self.verbose > 0:
             keras.utils.io_utils.print_msg(
                 f"\nEpoch {epoch + 1}: ScheduleCallback setting learning rate "
@@ -308,15 +404,43 @@ class ScheduleCallback(keras.callbacks.Callback):
             )
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.unit == "step":
-            value = float(np.float32(self._scale * self._rate(self._step0 + batch)))
-            # Unchanged since the previous step (which kept it): nothing to do.
-            if value != self._last_written:
-                self._write(value)
+        # Only an epoch longer than the table (or of unknown length) needs
+        # this: a refill once per `_TABLE` steps.
+        if self._refill:
+            model = self._model
+            span = batch + (getattr(model, "steps_per_execution", 1) or 1)
+            if self._epoch_first + span > self._table_first + self._table_count:
+                if keras.backend.backend() == "jax":
+                    # The jax state carries the table during the epoch: put
+                    # the state back into the variables (the next step then
+                    # takes it from them), and update the table.
+                    model.jax_state_sync()
+                self._fill(self._iterations())
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.unit == "step" and self._lr_variable is not None:
+            rate = self._rate_before(self._iterations())
+            if rate is not None:
+                self._last_written = rate
         if logs is not None and self._last_written is not None:
             logs["learning_rate"] = self._last_written
+
+    def on_train_end(self, logs=None):
+        self._in_fit = False
+        if self.unit == "step":
+            _in_step.release(self._model, self)
+
+    def _end_of_inference(self):
+        if self.unit == "step" and not self._in_fit:
+            # `evaluate`/`predict` called `set_model`, which attached the
+            # table to the optimizer: leave the optimizer as it was.
+            _in_step.release(self._model, self)
+
+    def on_test_end(self, logs=None):
+        self._end_of_inference()
+
+    def on_predict_end(self, logs=None):
+        self._end_of_inference()
 
     # -- internals -------------------------------------------------------
 
@@ -333,19 +457,8 @@ class ScheduleCallback(keras.callbacks.Callback):
             self._scale *= current / self._last_written
 
     def _write(self, value):
+        """unit="epoch": sets the rate (at an epoch start, outside the step)."""
         value = np.float32(value)
-        model = self._model  # not `self.model`: on jax that syncs all state
-        variable = self._lr_variable
-        if (
-            keras.backend.backend() == "jax"
-            and not getattr(model, "_jax_state_synced", True)
-        ):
-            if not _set_variable_during_jax_fit(
-                model, self._jax_groups, variable, value
-            ):
-                model.jax_state_sync()
-                variable.assign(value)
-        else:
-            variable.assign(value)
+        self._lr_variable.assign(value)
         self._last_written = float(value)
         return self._last_written

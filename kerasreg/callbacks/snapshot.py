@@ -12,12 +12,20 @@ Design notes
   resumed run, see below), from
   state that `BackupAndRestore` restores (the optimizer's `iterations` and
   the initial epoch), so a resumed run continues the schedule exactly.
-  Rates are set by `ScheduleCallback` (a cheap per-step write, even on jax).
-* **Snapshots at cycle ends only.** After each batch, a python integer
-  comparison against `CyclicCosine.cycle_end_steps` decides whether this
-  step ends a cycle; only then (n times per run) is the state synced
-  (`model.jax_state_sync()` on jax) and copied, so there is no per-step
-  variable traffic.
+  Rates are set by `ScheduleCallback`: written once per epoch into a rate
+  table that the wrapped train step reads (no python work per step, any
+  restart costs nothing).
+* **Snapshots inside the train step.** This fit's cycle-end positions and
+  offset are Keras variables written once, at the first epoch; the train
+  step (wrapped once per `fit` through the in-step seam,
+  `kerasreg/callbacks/_in_step.py`) computes its position from the
+  optimizer's `iterations` and, in a `keras.ops.cond` that other steps skip,
+  copies the weights after the update into the next pre-created snapshot
+  slot, with the step and the count. No python work or state sync per step,
+  and exact with `steps_per_execution > 1`. With `snapshot_dir`, files are
+  written from python instead: after each batch a python integer
+  comparison decides whether a cycle ended; only then (n times per run) is
+  the state synced (`model.jax_state_sync()` on jax) and written.
 * **Snapshots survive a resume.** They are kept in Keras variables or files,
   never only in Python attributes: with `snapshot_dir`, one
   `snapshot_<i>.weights.h5` per snapshot plus `snapshots.json` (the steps at
@@ -25,10 +33,10 @@ Design notes
   enough to rebuild them in another process); otherwise, in non-trainable
   variables (one copy of the model's float variables per snapshot, a counter
   and the steps) that the optimizer tracks while `fit` runs, through the
-  in-step seam shared with `WeightEMA` (`kerasreg/callbacks/_in_step.py`),
-  so that `model.save_weights`, hence `BackupAndRestore`, saves them. For a
-  model that its first train step builds (a `Sequential` without
-  `keras.Input` on tensorflow) they are created after that step.
+  in-step seam shared with `WeightEMA`, so that `model.save_weights`,
+  hence `BackupAndRestore`, saves them. For a model that its first train
+  step builds (a `Sequential` without `keras.Input` on tensorflow) they are
+  created in that step, once the model and the optimizer are built.
   `SnapshotEnsemble` gives the callback its own variables instead, so that
   they are saved with the model.
 * **Resumed run or new run.** At the first epoch `k` of a `fit`, the run is
@@ -47,18 +55,20 @@ Design notes
   `kerasreg._cloning.clone_uncompiled` (unregistered losses and custom
   layers work).
 
-Known limits: with `steps_per_execution > 1` the batch hooks run once per
-execution, so a snapshot is taken at the end of the execution that contains
-the cycle end. `BackupAndRestore(save_freq=<int>)` restores a mid-epoch
-state but Keras restarts that epoch from its first batch; the schedule
-position is derived per epoch, so exact resumption needs epoch backups
-(the default `save_freq="epoch"`). Used alone, the callback detaches its
+Known limits: with `snapshot_dir` and `steps_per_execution > 1` the batch
+hooks run once per execution, so a file snapshot is taken at the end of the
+execution that contains the cycle end (in-memory snapshots are exact).
+`BackupAndRestore(save_freq=<int>)` restores a mid-epoch state but Keras
+restarts that epoch from its first batch; the schedule position is derived
+per epoch, so exact resumption needs epoch backups (the default
+`save_freq="epoch"`). Used alone, the callback detaches its
 variables from the optimizer at `on_train_end`; if `fit` is interrupted,
 Keras calls no `on_train_end` and the seam detaches them at the next
 contact (the next `fit`, or a save or load outside `fit`), so a model saved
 after an interrupted `fit` holds none of them.
 """
 
+import functools
 import json
 import os
 
@@ -308,7 +318,8 @@ class SnapshotCallback(ScheduleCallback):
     n_snapshots, min_learning_rate)(t)`, set per step as
     `kerasreg.callbacks.ScheduleCallback` does (this is a subclass, and
     `ReduceLROnPlateau` cuts compose with it the same way). A snapshot of the
-    model is taken after each step `t` in `CyclicCosine.cycle_end_steps`.
+    model is taken after each step `t` in `CyclicCosine.cycle_end_steps`,
+    inside the compiled train step (no python work per step).
     When `epochs * steps_per_epoch` is not a multiple of `n_snapshots`, the
     cycle length is rounded up and the last cycle is shorter; `fit` refuses
     a run where rounding leaves fewer cycle ends than `n_snapshots`, or that
@@ -394,6 +405,16 @@ class SnapshotCallback(ScheduleCallback):
         self._template = None
         self._offset = None
         self._ends = ()
+        # In-step snapshots: this fit's cycle-end positions (padded with -1)
+        # and `iterations - position` (Keras variables, see `_prepare`).
+        self._ends_variable = None
+        self._offset_variable = None
+        self._announced = 0
+        if snapshot_dir is not None:
+            # Files are written from python, after the step that ends a
+            # cycle (a batch hook only for this store: a callback without
+            # one lets Keras dispatch batch ends asynchronously).
+            self.on_train_batch_end = self._file_snapshots
 
     def get_config(self):
         return {
@@ -415,6 +436,10 @@ class SnapshotCallback(ScheduleCallback):
         """The model whose weights are snapshot (the trained model)."""
         return self._model
 
+    def _in_step_store(self):
+        """Whether snapshots are copied inside the train step (variables)."""
+        return self._own_store or isinstance(self._store, VariableStore)
+
     def _create_store(self):
         """Own variable store, created once per (built) model."""
         model = self._model
@@ -427,52 +452,160 @@ class SnapshotCallback(ScheduleCallback):
                 trainable=False, name=name,
             )
 
-        self._store = VariableStore.create(model, self.n_snapshots, make)
+        with self._strategy_scope():
+            self._store = VariableStore.create(model, self.n_snapshots, make)
         self._store_owner = model
         return True
 
-    def _attach(self):
-        """Own variable store: tracked by the optimizer while `fit` runs (so
-        that `save_weights`, hence `BackupAndRestore`, stores it), through
-        the in-step seam. For a model that its first train step builds
-        (tensorflow), the store is created after that step."""
-        if not self._own_store:
-            return True
-        model = self._model
-        optimizer = getattr(model, "optimizer", None)
-        if optimizer is None:
-            return False
-        if model.built:
-            if not optimizer.built:
-                optimizer.build(model.trainable_variables)
+    def _prepare(self, model):
+        """The variables held by the optimizer during `fit` (in-step seam):
+        the rate table, this fit's cycle ends and, for the callback's own
+        store, the snapshots (so that `save_weights`, hence
+        `BackupAndRestore`, stores them). For a model that its first train
+        step builds (tensorflow), the own store is created in that step."""
+        super()._prepare(model)
+        if self._ends_variable is None:
+            with self._strategy_scope():
+                self._ends_variable = self._new_variable(
+                    (self.n_snapshots,), "int32", "snapshot_cycle_ends"
+                )
+                self._offset_variable = self._new_variable(
+                    (), "int32", "snapshot_offset"
+                )
+        if self._own_store and model.built:
             self._create_store()
-        variables = (
-            self._store.variables() if self._store_owner is model else []
+
+    def _in_step_variables(self):
+        variables = []
+        if self._own_store and self._store_owner is self._model:
+            variables += self._store.variables()
+        variables += super()._in_step_variables()
+        if self._in_step_store():
+            variables += [self._ends_variable, self._offset_variable]
+        return variables
+
+    def _create_lazily(self):
+        """Own store of a model that its first train step built: created
+        while that step is traced, after the original step (which built
+        the model and the optimizer), and tracked by the optimizer."""
+        self._create_store()
+        _in_step.add_variables(self._model, self, self._store.variables())
+
+    # ----------------------------------------------------- in-step copies
+
+    @property
+    def _in_step_key(self):
+        return (super()._in_step_key, id(self._store), id(self._ends_variable))
+
+    def _in_step_wrap(self, train_step):
+        """The rate-setting step of `ScheduleCallback`, followed, at a cycle
+        end, by the copy of the weights into the next snapshot slot, inside
+        the compiled step (`keras.ops.cond`: other steps skip it)."""
+        step = super()._in_step_wrap(train_step)
+        if not self._in_step_store():
+            return step
+        if keras.backend.backend() == "jax":
+            return self._functional_snapshot(step)
+        return self._stateful_snapshot(step)
+
+    def _due(self, position, ends, count):
+        """Whether the step at `position` ends a cycle with a slot free."""
+        return ops.logical_and(
+            ops.any(ops.equal(ends, position)),
+            ops.less(count, self.n_snapshots),
         )
-        return _in_step.attach(model, self, variables)
 
-    def _ensure_store(self):
-        if self._own_store and self._store_owner is not self._model:
-            self._create_store()
-            _in_step.add_variables(
-                self._model, self, self._store.variables()
+    def _steps_after(self, steps, count, position):
+        index = ops.arange(self.n_snapshots, dtype="int32")
+        return ops.where(ops.equal(index, count), position, steps)
+
+    def _functional_snapshot(self, train_step):
+        """Wraps a jax-style `train_step(state, data)`: pure update of the
+        store's values in the returned state."""
+        model = self._model
+        store = self._store
+        positions = functools.partial(_in_step.state_positions, model)
+        read = _in_step.read_state
+        targets = positions(snapshot_variables(self._target()))
+        slots = [positions(slot) for slot in store.slots]
+        count_at, steps_at, ends_at, offset_at, iterations_at = positions([
+            store.count_variable,
+            store.steps_variable,
+            self._ends_variable,
+            self._offset_variable,
+            model.optimizer.iterations,
+        ])
+
+        def step_with_snapshot(state, data):
+            position = ops.cast(read(state, iterations_at), "int32") - read(
+                state, offset_at
             )
+            ends = read(state, ends_at)
+            logs, state = train_step(state, data)
+            count = read(state, count_at)
+            weights = [read(state, at) for at in targets]
+            old = ([[read(state, at) for at in slot] for slot in slots],
+                   read(state, steps_at), count)
 
-    def set_model(self, model):
-        super().set_model(model)
-        # Before any on_train_begin, so that BackupAndRestore restores it.
-        self._attach()
+            def copy():
+                new_slots = [
+                    [ops.where(ops.equal(count, i), w, s)
+                     for w, s in zip(weights, values)]
+                    for i, values in enumerate(old[0])
+                ]
+                steps = self._steps_after(old[1], count, position)
+                return new_slots, steps, count + 1
+
+            new_slots, steps, count = ops.cond(
+                self._due(position, ends, count), copy, lambda: old
+            )
+            updates = [(steps_at, steps), (count_at, count)]
+            for slot, values in zip(slots, new_slots):
+                updates += list(zip(slot, values))
+            return logs, _in_step.write_state(state, updates)
+
+        return step_with_snapshot
+
+    def _stateful_snapshot(self, train_step):
+        """Wraps a stateful `train_step(data)` (tensorflow, torch)."""
+        model = self._model
+        iterations = model.optimizer.iterations
+
+        def step_with_snapshot(data):
+            position = (
+                ops.cast(iterations.value, "int32")
+                - self._offset_variable.value
+            )
+            logs = train_step(data)
+            if self._own_store and self._store_owner is not model:
+                self._create_lazily()
+            store = self._store
+            count = store.count_variable.value
+
+            def copy():
+                targets = snapshot_variables(self._target())
+                for i, slot in enumerate(store.slots):
+                    hit = ops.equal(count, i)
+                    for s, v in zip(slot, targets):
+                        s.assign(ops.where(hit, v.value, s.value))
+                store.steps_variable.assign(self._steps_after(
+                    store.steps_variable.value, count, position
+                ))
+                store.count_variable.assign(count + 1)
+                return ops.zeros((), "int32")
+
+            ops.cond(
+                self._due(position, self._ends_variable.value, count),
+                copy,
+                lambda: ops.zeros((), "int32"),
+            )
+            return logs
+
+        return step_with_snapshot
 
     # ------------------------------------------------------------- hooks
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self._own_store and not _in_step.is_attached(self._model, self):
-            if not self._attach():
-                raise ValueError(
-                    "SnapshotCallback needs a compiled model; use it as a "
-                    "`model.fit()` callback."
-                )
         steps = (self.params or {}).get("steps")
         if not steps:
             raise ValueError(
@@ -481,6 +614,7 @@ class SnapshotCallback(ScheduleCallback):
                 "generator of unknown length). Pass `steps_per_epoch=` to "
                 "`fit`."
             )
+        super().on_train_begin(logs)
         self._epochs = int((self.params or {}).get("epochs"))
         self._steps_per_epoch = int(steps)
         self._offset = None
@@ -516,7 +650,7 @@ class SnapshotCallback(ScheduleCallback):
     def _lay_out(self, epoch):
         """At the first epoch of a fit: resume the run or start a new one."""
         steps, epochs = self._steps_per_epoch, self._epochs
-        iterations = int(ops.convert_to_numpy(self._model.optimizer.iterations))
+        iterations = self._iterations()
         start = epoch * steps
         cyclic = self._cycles(
             epochs * steps,
@@ -547,12 +681,18 @@ class SnapshotCallback(ScheduleCallback):
         self._ends = frozenset(cyclic.cycle_end_steps)
         if self._store is not None:
             self._store.truncate(position)
+        if self._in_step_store():
+            ends = np.full((self.n_snapshots,), -1, dtype="int32")
+            ends[: len(cyclic.cycle_end_steps)] = cyclic.cycle_end_steps
+            self._ends_variable.assign(ends)
+            self._offset_variable.assign(self._offset)
+        self._announced = 0 if self._store is None else self._store.count
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._offset is None:
             self._lay_out(epoch)
         super().on_epoch_begin(epoch, logs)
-        self._checked = self._step0 - self._offset - 1
+        self._checked = self._epoch_first - self._offset - 1
 
     def _update_scale(self, current, iterations, t_prev):
         if self._last_written is None and t_prev - self._offset < 0:
@@ -562,29 +702,35 @@ class SnapshotCallback(ScheduleCallback):
         # Plateau cuts lower the rate; nothing raises it above the schedule.
         self._scale = min(self._scale, 1.0)
 
-    def on_train_batch_end(self, batch, logs=None):
-        position = self._step0 + batch - self._offset
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.verbose > 0 and self._store is not None:
+            self._announce()
+
+    def _announce(self):
+        steps = self._store.steps
+        for i in range(self._announced, len(steps)):
+            keras.utils.io_utils.print_msg(
+                f"\nSnapshotCallback: snapshot {i + 1} taken after step "
+                f"{steps[i]}."
+            )
+        self._announced = len(steps)
+
+    def _file_snapshots(self, batch, logs=None):
+        """`on_train_batch_end` of a file store: a python integer test per
+        batch; the state is synced and written only at cycle ends."""
+        position = self._epoch_first + batch - self._offset
         for t in range(self._checked + 1, position + 1):
             if t in self._ends:
                 self._take(t)
         self._checked = position
 
     def _take(self, t):
-        if keras.backend.backend() == "jax":
-            self._model.jax_state_sync()
-        self._ensure_store()
         if self._store.count >= self.n_snapshots:
             return
+        if keras.backend.backend() == "jax":
+            self._model.jax_state_sync()
         self._store.write(t, self._target())
-        if self.verbose > 0:
-            keras.utils.io_utils.print_msg(
-                f"\nSnapshotCallback: snapshot {self._store.count} taken "
-                f"after step {t}."
-            )
-
-    def on_train_end(self, logs=None):
-        if self._own_store:
-            _in_step.release(self._model, self)
 
     # ----------------------------------------------------------- results
 

@@ -11,9 +11,8 @@ Design notes
   wrapped model's float variables per snapshot, a counter and the steps at
   which they were taken). The model's structure is therefore static: a
   `.keras` file and `model.save_weights` (hence `BackupAndRestore`) keep
-  every snapshot taken. On jax they travel through the compiled train step
-  untouched; they are written only at cycle ends (after
-  `model.jax_state_sync()`).
+  every snapshot taken. The callback copies the weights into them inside
+  the compiled train step, at cycle ends only (`keras.ops.cond`).
 * Inference with the ensemble is **one compiled graph**: `call` runs
   `model.stateless_call` once per kept snapshot, with the snapshot's
   variables as the state, stacks the probabilities and combines them with
@@ -334,7 +333,11 @@ class SnapshotEnsemble(keras.Model):
                 "The wrapped model is not built yet: call the "
                 "SnapshotEnsemble on data (or `build`) before `fit`."
             )
-        callbacks = list(callbacks or []) + [_EnsembleSnapshotCallback(self)]
+        # One callback for every fit: its train step, compiled once, is
+        # reused by later fits.
+        if getattr(self._state, "callback", None) is None:
+            self._state.callback = _EnsembleSnapshotCallback(self)
+        callbacks = list(callbacks or []) + [self._state.callback]
         try:
             return super().fit(*args, callbacks=callbacks, **kwargs)
         finally:
