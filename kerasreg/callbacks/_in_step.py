@@ -3,8 +3,8 @@
 Per-step work belongs in the compiled train step, and training state that
 must survive a resume is saved with the optimizer (see ARCHITECTURE.md).
 The callbacks that need either (`WeightEMA`, `ScheduleCallback(unit="step")`
-and its subclass `SnapshotCallback`) go through this one module, which
-keeps, per model:
+and its subclass `SnapshotCallback`, `UpdateRatioMonitor`) go through this
+one module, which keeps, per model:
 
 * **Attached variables.** `attach(model, owner, variables)` makes the
   model's optimizer track `variables` (`optimizer._track_variable`, the way
