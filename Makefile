@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Tests run in parallel processes (pytest-xdist), one per core, at most 4.
 PYTEST := -m pytest -q -n auto --maxprocesses=4
 
-.PHONY: demo test test-tensorflow test-jax bench fashion-mnist clean
+.PHONY: demo test test-tensorflow test-jax test-compat bench fashion-mnist clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,60 @@ test-tensorflow: $(VENV)/.installed
 
 test-jax: $(VENV)/.installed
 	KERAS_BACKEND=jax $(PY) $(PYTEST) $(PYTEST_ARGS)
+
+# `make test-compat` (not part of `make test`): the tests against the lowest
+# Keras that pyproject.toml declares and the newest Keras release, each on the
+# tensorflow and the jax backend, then a smoke run against keras-nightly. Each
+# Keras gets its own virtualenv, .venv-compat/keras-<version>/, built from PyPI
+# with the TensorFlow and JAX of its time (for the floor: those Keras' own CI
+# pinned at that release). Results: benchmarks/RESULTS.md, "Keras compatibility".
+# The subset: -m "not slow and not example" drops only the tests that train for
+# more than a few seconds and the runs of examples/ (26 of 633); every module
+# keeps its tests, and Keras' own layer tests (test_keras_layer_tests.py) run
+# against each installed Keras. The nightly smoke run: the quick files of the
+# ground layer (layers, initializers, schedules, callbacks, metrics).
+COMPAT := .venv-compat
+COMPAT_MARK := not slow and not example
+KERAS_FLOOR := 3.10.0
+KERAS_NEWEST := 3.15.1
+COMPAT_DEPS_$(KERAS_FLOOR) := tensorflow-cpu==2.18.1 jax==0.6.0 jaxlib==0.6.0
+COMPAT_DEPS_$(KERAS_NEWEST) := tensorflow-cpu==2.21.0 jax==0.10.2 jaxlib==0.10.2
+COMPAT_DEPS_nightly := $(COMPAT_DEPS_$(KERAS_NEWEST))
+COMPAT_SMOKE := tests/test_dropout.py tests/test_batch_normalization.py \
+	tests/test_initializers.py tests/test_schedules.py \
+	tests/test_callbacks_schedule.py tests/test_weight_ema.py tests/test_metrics.py
+COMPAT_PIP = $(COMPAT)/keras-$*/bin/python -m pip install -q --progress-bar off
+
+$(COMPAT)/keras-%/.installed: pyproject.toml
+	$(PYTHON) -m venv $(COMPAT)/keras-$*
+	$(COMPAT_PIP) --upgrade pip
+	$(COMPAT_PIP) -e ".[test,tuner,plot]" $(COMPAT_DEPS_$*) \
+		$(if $(filter nightly,$*),,keras==$*)
+	touch $@
+
+# keras-nightly ships the module `keras` too: it replaces the release that
+# kerasreg's requirement pulled in, and is upgraded to the latest at each run.
+$(COMPAT)/keras-nightly/.nightly: $(COMPAT)/keras-nightly/.installed
+	$(COMPAT)/keras-nightly/bin/python -m pip uninstall -q -y keras
+	touch $@
+
+test-compat: $(COMPAT)/keras-$(KERAS_FLOOR)/.installed \
+		$(COMPAT)/keras-$(KERAS_NEWEST)/.installed $(COMPAT)/keras-nightly/.nightly
+	$(COMPAT)/keras-nightly/bin/python -m pip install -q --progress-bar off --pre --upgrade keras-nightly
+	@failed=; for v in $(KERAS_FLOOR) $(KERAS_NEWEST); do \
+		for b in tensorflow jax; do \
+			echo "== Keras $$v, $$b backend"; \
+			KERAS_BACKEND=$$b $(COMPAT)/keras-$$v/bin/python $(PYTEST) -m "$(COMPAT_MARK)" $(PYTEST_ARGS) \
+				|| failed="$$failed keras-$$v/$$b"; \
+		done; \
+	done; \
+	nightly=$$($(COMPAT)/keras-nightly/bin/python -c 'import keras; print(keras.__version__)'); \
+	for b in tensorflow jax; do \
+		echo "== keras-nightly $$nightly, $$b backend (smoke)"; \
+		KERAS_BACKEND=$$b $(COMPAT)/keras-nightly/bin/python $(PYTEST) $(COMPAT_SMOKE) $(PYTEST_ARGS) \
+			|| failed="$$failed keras-nightly/$$b"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-compat failed:$$failed"; exit 1; fi
 
 bench: $(VENV)/.installed
 	KERAS_BACKEND=tensorflow $(PY) benchmarks/run.py
@@ -66,4 +120,4 @@ fashion-mnist:
 	fi
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(COMPAT) build *.egg-info

@@ -70,7 +70,12 @@ def float64_scope():
         if _backend() == "jax":
             import jax
 
-            stack.enter_context(jax.enable_x64(True))
+            if hasattr(jax, "enable_x64"):
+                stack.enter_context(jax.enable_x64(True))
+            else:  # older jax (0.6, used with Keras 3.10) has it only here
+                from jax.experimental import enable_x64
+
+                stack.enter_context(enable_x64(True))
             stack.enter_context(_keras_keeps_float64())
         previous_policy = keras.config.dtype_policy()
         keras.config.set_floatx("float64")

@@ -9,6 +9,7 @@ from keras.src import testing
 
 import kerasreg
 from kerasreg.layers import BatchNormalization
+from kerasreg.layers.batch_normalization import _KERAS_HAS_RENORM
 
 
 class BatchNormalizationLayerTest(testing.TestCase):
@@ -324,11 +325,12 @@ def test_default_momentum_has_exactly_keras_weights():
     assert describe(ours) == describe(theirs)
     assert [v.name for v in ours.weights] == ["gamma", "beta", "moving_mean", "moving_variance"]
     assert len(ours.trainable_weights) == 2 and len(ours.non_trainable_weights) == 2
-    renorm = BatchNormalization(renorm=True)
-    keras_renorm = keras.layers.BatchNormalization(renorm=True)
-    for layer in (renorm, keras_renorm):
-        layer.build((None, 3))
-    assert describe(renorm) == describe(keras_renorm)
+    if _KERAS_HAS_RENORM:  # Keras >= 3.14
+        renorm = BatchNormalization(renorm=True)
+        keras_renorm = keras.layers.BatchNormalization(renorm=True)
+        for layer in (renorm, keras_renorm):
+            layer.build((None, 3))
+        assert describe(renorm) == describe(keras_renorm)
     # The same training steps give the same values, weight by weight.
     x = np.random.default_rng(8).normal(1.0, 2.0, (3, 8, 5, 3)).astype("float32")
     for batch in x:
@@ -447,6 +449,14 @@ def test_bad_momentum_assigned_later():
     layer = BatchNormalization()
     with pytest.raises(ValueError, match=r"argument `momentum`.*Received: momentum=2"):
         layer.momentum = 2
-    renorm = BatchNormalization(renorm=True)
-    with pytest.raises(ValueError, match=r"argument `momentum`.*renorm=True"):
-        renorm.momentum = None
+    if _KERAS_HAS_RENORM:  # Keras >= 3.14
+        renorm = BatchNormalization(renorm=True)
+        with pytest.raises(ValueError, match=r"argument `momentum`.*renorm=True"):
+            renorm.momentum = None
+
+
+@pytest.mark.skipif(_KERAS_HAS_RENORM, reason="this Keras has renorm")
+def test_renorm_needs_keras_3_14():
+    assert BatchNormalization(renorm=False).get_config()["momentum"] == 0.99
+    with pytest.raises(ValueError, match=r"argument `renorm`.*Keras 3.14"):
+        BatchNormalization(renorm=True)

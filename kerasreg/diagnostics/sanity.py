@@ -151,8 +151,12 @@ def _loss_kind(loss):
     return kind, from_logits
 
 
-class _ScaledRegularizer:
-    """`factor` times another regularizer (any callable)."""
+class _ScaledRegularizer(keras.regularizers.Regularizer):
+    """`factor` times another regularizer (any callable).
+
+    A `Regularizer` subclass: Keras < 3.15 accepts no other kind as a
+    variable's `regularizer`.
+    """
 
     def __init__(self, regularizer, factor):
         self.regularizer = regularizer

@@ -1,11 +1,37 @@
 """Batch normalization with a cumulative-average mode and a statistics reset."""
 
+import inspect
+
 import keras
 import numpy as np
 from keras import ops
 
 from kerasreg import _checks
 from kerasreg._registry import register
+
+
+# Keras added Batch Renormalization to its BatchNormalization in 3.14; older
+# Keras rejects the three `renorm*` keywords.
+_KERAS_HAS_RENORM = "renorm" in inspect.signature(
+    keras.layers.BatchNormalization.__init__
+).parameters
+
+
+def _renorm_kwargs(renorm, renorm_clipping, renorm_momentum):
+    """The `renorm*` arguments for Keras' BatchNormalization, if it has them."""
+    if _KERAS_HAS_RENORM:
+        return {
+            "renorm": renorm,
+            "renorm_clipping": renorm_clipping,
+            "renorm_momentum": renorm_momentum,
+        }
+    if renorm:
+        raise ValueError(
+            "Invalid value received for argument `renorm`. renorm=True needs "
+            f"Keras 3.14 or later (installed: {keras.version()}). "
+            f"Received: renorm={renorm}"
+        )
+    return {}
 
 
 def _checked_momentum(momentum):
@@ -170,9 +196,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
             gamma_regularizer=gamma_regularizer,
             beta_constraint=beta_constraint,
             gamma_constraint=gamma_constraint,
-            renorm=renorm,
-            renorm_clipping=renorm_clipping,
-            renorm_momentum=renorm_momentum,
+            **_renorm_kwargs(renorm, renorm_clipping, renorm_momentum),
             synchronized=synchronized,
             **kwargs,
         )
@@ -312,7 +336,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self.moving_variance.assign(var0)
         if self.num_batches_tracked is not None:
             self.num_batches_tracked.assign(0.0)
-        if self.renorm:
+        if getattr(self, "renorm", False):  # Keras < 3.14: no renorm
             self.moving_stddev.assign(ops.sqrt(var0))
             self.renorm_mean.assign(mean0)
             self.renorm_stddev.assign(ops.sqrt(var0))

@@ -82,6 +82,10 @@ class Dropout(keras.layers.Dropout):
         self.mc = mc
 
     def call(self, inputs, training=False):
+        if (training or self.mc) and self.rate >= 1:
+            # Keras < 3.14 rejects rate=1 in `keras.random.dropout` on the
+            # tensorflow backend; everything dropped is all zeros.
+            return keras.ops.zeros_like(inputs)
         if (training or self.mc) and self.rate > 0:
             return keras.random.dropout(
                 inputs,
