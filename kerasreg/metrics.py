@@ -14,6 +14,8 @@ negative log-likelihood use Keras' own
 `keras.metrics.SparseCategoricalCrossentropy`.)
 """
 
+import types
+
 import keras
 import numpy as np
 from keras import ops
@@ -23,51 +25,185 @@ from kerasreg._registry import register
 
 _EPS = 1e-12
 
+# Each measure is written once below, against the few `keras.ops` functions
+# it needs (`xp`): the Keras metrics run it on `keras.ops` inside the compiled
+# step, the numpy functions on this namespace of numpy equivalents, in
+# float64 on every backend (JAX without x64 would compute `keras.ops` in
+# float32) and without tensor conversions.
+_numpy_ops = types.SimpleNamespace(
+    abs=np.abs,
+    argmax=np.argmax,
+    cast=lambda x, dtype: np.asarray(x).astype(dtype),
+    ceil=np.ceil,
+    clip=np.clip,
+    concatenate=np.concatenate,
+    divide_no_nan=lambda x, y: x / y if y != 0 else np.zeros_like(x),
+    equal=np.equal,
+    expand_dims=np.expand_dims,
+    max=np.max,
+    one_hot=lambda x, num_classes, dtype=None: np.eye(
+        num_classes, dtype=dtype
+    )[x],
+    ones_like=np.ones_like,
+    reshape=np.reshape,
+    segment_sum=lambda data, segment_ids, num_segments: np.bincount(
+        segment_ids, weights=data, minlength=num_segments
+    ),
+    square=np.square,
+    sum=np.sum,
+)
 
-def _as_probs(probs):
+
+def _rows(probs, xp):
+    """Probabilities `(..., classes)` -> rows `(M, classes)`.
+
+    One column (shape `(N,)` or `(N, 1)`) is the probability of class 1 of a
+    binary problem: it becomes the two columns `[1 - p, p]`.
+    """
+    if len(probs.shape) == 1:
+        probs = xp.expand_dims(probs, -1)
+    if probs.shape[-1] == 1:
+        probs = xp.concatenate([1.0 - probs, probs], axis=-1)
+    return xp.reshape(probs, (-1, probs.shape[-1]))
+
+
+def _labels(y_true, classes, xp):
+    """Class labels `(M,)` from integer labels or one-hot rows `(..., classes)`.
+
+    The labels keep the dtype of `y_true` (argmax indices for one-hot rows).
+    """
+    if len(y_true.shape) >= 2 and y_true.shape[-1] == classes and classes > 1:
+        return xp.argmax(xp.reshape(y_true, (-1, classes)), axis=-1)
+    return xp.reshape(y_true, (-1,))
+
+
+def _bin_sums(labels, probs, n_bins, xp, weight=None):
+    """Confidences and the per-bin sums the expected calibration error needs.
+
+    Bin `b` holds the confidences (top probabilities) in
+    `(b / n_bins, (b + 1) / n_bins]`; the first bin also holds 0. Returns
+    `(confidence, counts, confidence_sums, correct_sums)`, the sums weighted
+    by `weight` (one per row, default 1).
+    """
+    confidence = xp.max(probs, axis=-1)
+    predicted = xp.cast(xp.argmax(probs, axis=-1), "int32")
+    correct = xp.cast(
+        xp.equal(predicted, xp.cast(labels, "int32")), probs.dtype
+    )
+    ones = xp.ones_like(confidence)
+    weight = ones if weight is None else weight * ones
+    bins = xp.cast(xp.ceil(confidence * n_bins), "int32") - 1
+    bins = xp.clip(bins, 0, n_bins - 1)
+    return (
+        confidence,
+        xp.segment_sum(weight, bins, num_segments=n_bins),
+        xp.segment_sum(weight * confidence, bins, num_segments=n_bins),
+        xp.segment_sum(weight * correct, bins, num_segments=n_bins),
+    )
+
+
+def _ece(counts, confidence_sums, correct_sums, xp):
+    """`sum_b |correct_b - confidence_b| / N` (0 for no rows)."""
+    gap = xp.sum(xp.abs(correct_sums - confidence_sums))
+    return xp.divide_no_nan(gap, xp.sum(counts))
+
+
+def _brier_rows(labels, probs, xp):
+    """Per-row Brier score `sum_c (p[c] - onehot(y)[c]) ** 2`."""
+    onehot = xp.one_hot(labels, probs.shape[-1], dtype=probs.dtype)
+    return xp.sum(xp.square(probs - onehot), axis=-1)
+
+
+def probability_rows(probs):
+    """Predicted probabilities as a float64 numpy array `(N, classes)`.
+
+    For kerasreg's modules: one column (shape `(N,)` or `(N, 1)`) is the
+    probability of class 1 and becomes `[1 - p, p]`.
+
+    Args:
+        probs: Array of shape `(N, classes)`, `(N,)` or `(N, 1)`.
+
+    Returns:
+        A float64 numpy array of shape `(N, classes)`, `classes >= 2`.
+    """
     probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim == 1:
-        probs = probs[:, None]
-    if probs.ndim != 2:
+    if probs.ndim not in (1, 2):
         raise ValueError(
             "Invalid value received for argument `probs`. Expected an array "
             "of shape (N, classes). Received: probs.shape="
             f"{probs.shape}"
         )
-    if probs.shape[1] == 1:
-        probs = np.concatenate([1.0 - probs, probs], axis=1)
-    return probs
+    return _rows(probs, _numpy_ops)
 
 
-def _as_labels(y_true, probs):
-    """Integer labels from int labels or one-hot rows, checked against probs."""
+def class_labels(y_true, outputs, name="y_true"):
+    """Checked int64 labels `(N,)` from integer labels or one-hot rows.
+
+    For kerasreg's modules: `y_true` holds integer labels (integer-valued
+    floats accepted) or one-hot rows of `outputs.shape[1]` columns, one per
+    row of `outputs`, each in `[0, classes - 1]`.
+
+    Args:
+        y_true: Array of labels, shape `(N,)`, `(N, 1)` or `(N, classes)`.
+        outputs: Array of shape `(N, classes)` the labels go with
+            (probabilities from `probability_rows`, or logits).
+        name: String, the argument name used in error messages. Defaults to
+            `"y_true"`.
+
+    Returns:
+        An int64 numpy array of shape `(N,)`.
+    """
     y_true = np.asarray(y_true)
-    n, classes = probs.shape
-    if y_true.ndim == 2 and y_true.shape[1] == classes and classes > 1:
-        labels = np.argmax(y_true, axis=1)
-    else:
-        labels = y_true.reshape(-1)
-        if labels.dtype.kind == "f":
-            if not np.all(labels == np.round(labels)):
-                raise ValueError(
-                    "Invalid value received for argument `y_true`. Expected "
-                    "integer class labels or one-hot rows. Received: "
-                    f"y_true with shape {y_true.shape} and non-integer values"
-                )
-        labels = labels.astype(np.int64)
+    n, classes = outputs.shape
+    labels = _labels(y_true, classes, _numpy_ops)
+    kind = labels.dtype.kind
+    if kind not in "iub" and not (
+        kind == "f" and np.all(labels == np.round(labels))
+    ):
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected integer "
+            "class labels or one-hot rows. Received: "
+            f"{name} of shape {y_true.shape} and dtype {y_true.dtype}"
+            + (" with non-integer values" if kind == "f" else "")
+        )
+    labels = labels.astype(np.int64)
     if labels.shape[0] != n:
         raise ValueError(
-            "Invalid value received for argument `y_true`. Expected one label "
-            f"per row of `probs` ({n} rows). Received: y_true.shape="
-            f"{y_true.shape}"
+            f"Invalid value received for argument `{name}`. Expected one "
+            f"label per row of the predictions ({n} rows). Received: {name} "
+            f"of shape {y_true.shape}"
         )
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
         raise ValueError(
-            "Invalid value received for argument `y_true`. Expected labels in "
-            f"[0, {classes - 1}]. Received: labels from {labels.min()} to "
-            f"{labels.max()}"
+            f"Invalid value received for argument `{name}`. Expected labels "
+            f"in [0, {classes - 1}] ({classes} classes). Received: {name} "
+            f"with labels from {labels.min()} to {labels.max()}"
         )
     return labels
+
+
+def calibration_bins(y_true, probs, n_bins=15):
+    """Per-bin counts and sums of `expected_calibration_error`, in numpy.
+
+    For kerasreg's modules (reliability diagrams). Bins as in
+    `expected_calibration_error`.
+
+    Args:
+        y_true: Integer labels of shape `(N,)` or one-hot rows `(N, classes)`.
+        probs: Predicted probabilities of shape `(N, classes)`.
+        n_bins: Positive integer, the number of confidence bins. Defaults to
+            `15`.
+
+    Returns:
+        A tuple of float64 numpy arrays `(confidence, counts,
+        confidence_sums, correct_sums)`: the `N` confidences, and per bin the
+        number of rows, their summed confidence and their number of correct
+        answers.
+    """
+    n_bins = _check_n_bins(n_bins)
+    probs = probability_rows(probs)
+    labels = class_labels(y_true, probs)
+    return _bin_sums(labels, probs, n_bins, _numpy_ops)
 
 
 def nll(y_true, probs):
@@ -91,8 +227,8 @@ def nll(y_true, probs):
 
     ```
     """
-    probs = _as_probs(probs)
-    labels = _as_labels(y_true, probs)
+    probs = probability_rows(probs)
+    labels = class_labels(y_true, probs)
     p = probs[np.arange(len(labels)), labels]
     return float(-np.mean(np.log(np.clip(p, _EPS, 1.0))))
 
@@ -118,10 +254,9 @@ def brier(y_true, probs):
 
     ```
     """
-    probs = _as_probs(probs)
-    labels = _as_labels(y_true, probs)
-    onehot = np.eye(probs.shape[1])[labels]
-    return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
+    probs = probability_rows(probs)
+    labels = class_labels(y_true, probs)
+    return float(np.mean(_brier_rows(labels, probs, _numpy_ops)))
 
 
 def expected_calibration_error(y_true, probs, n_bins=15):
@@ -151,18 +286,10 @@ def expected_calibration_error(y_true, probs, n_bins=15):
 
     ```
     """
-    n_bins = _check_n_bins(n_bins)
-    probs = _as_probs(probs)
-    labels = _as_labels(y_true, probs)
-    if len(labels) == 0:
-        return 0.0
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    bins = _bin_index(confidence, n_bins)
-    counts = np.bincount(bins, minlength=n_bins)
-    conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
-    correct_sum = np.bincount(bins, weights=correct, minlength=n_bins)
-    return float(np.sum(np.abs(correct_sum - conf_sum)) / counts.sum())
+    _, counts, confidence_sums, correct_sums = calibration_bins(
+        y_true, probs, n_bins
+    )
+    return float(_ece(counts, confidence_sums, correct_sums, _numpy_ops))
 
 
 def disagreement(member_probs):
@@ -199,11 +326,9 @@ def disagreement(member_probs):
             "array of shape (members, N, classes). Received: "
             f"member_probs.shape={member_probs.shape}"
         )
-    if member_probs.shape[-1] == 1:
-        member_probs = np.concatenate([1.0 - member_probs, member_probs], -1)
-    preds = member_probs.argmax(axis=-1)
-    m = preds.shape[0]
-    if m < 2 or preds.shape[1] == 0:
+    m, n = member_probs.shape[:2]
+    preds = _rows(member_probs, _numpy_ops).argmax(axis=-1).reshape(m, n)
+    if m < 2 or n == 0:
         return 0.0
     total = 0.0
     for i in range(m):
@@ -217,31 +342,11 @@ def _check_n_bins(n_bins):
     return int(n_bins)
 
 
-def _bin_index(confidence, n_bins):
-    # Bin b holds (b / n_bins, (b + 1) / n_bins]; 0 goes to bin 0.
-    idx = np.ceil(confidence * n_bins).astype(np.int64) - 1
-    return np.clip(idx, 0, n_bins - 1)
-
-
-def _labels_and_probs_tensors(y_true, y_pred):
-    """Symbolic counterpart of `_as_probs` + `_as_labels` for Keras metrics."""
-    y_pred = ops.convert_to_tensor(y_pred)
-    if len(y_pred.shape) == 1:
-        y_pred = ops.expand_dims(y_pred, -1)
-    if y_pred.shape[-1] == 1:
-        y_pred = ops.concatenate([1.0 - y_pred, y_pred], axis=-1)
-    y_pred = ops.reshape(y_pred, (-1, y_pred.shape[-1]))
-    classes = y_pred.shape[-1]
-    y_true = ops.convert_to_tensor(y_true)
-    if (
-        len(y_true.shape) >= 2
-        and y_true.shape[-1] == classes
-        and classes > 1
-    ):
-        labels = ops.argmax(ops.reshape(y_true, (-1, classes)), axis=-1)
-    else:
-        labels = ops.reshape(y_true, (-1,))
-    return ops.cast(labels, "int32"), y_pred
+def _labels_and_rows_tensors(y_true, y_pred):
+    """`_labels` and `_rows` on tensors, for the Keras metrics (unchecked)."""
+    probs = _rows(ops.convert_to_tensor(y_pred), ops)
+    labels = _labels(ops.convert_to_tensor(y_true), probs.shape[-1], ops)
+    return ops.cast(labels, "int32"), probs
 
 
 @register
@@ -285,35 +390,21 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        labels, probs = _labels_and_probs_tensors(y_true, y_pred)
+        labels, probs = _labels_and_rows_tensors(y_true, y_pred)
         probs = ops.cast(probs, self.dtype)
-        confidence = ops.max(probs, axis=-1)
-        correct = ops.cast(
-            ops.equal(ops.cast(ops.argmax(probs, axis=-1), "int32"), labels),
-            self.dtype,
-        )
-        if sample_weight is None:
-            weight = ops.ones_like(confidence)
-        else:
-            weight = ops.reshape(
+        if sample_weight is not None:
+            sample_weight = ops.reshape(
                 ops.cast(sample_weight, self.dtype), (-1,)
-            ) * ops.ones_like(confidence)
-        bins = ops.cast(ops.ceil(confidence * self.n_bins), "int32") - 1
-        bins = ops.clip(bins, 0, self.n_bins - 1)
-        onehot = ops.one_hot(bins, self.n_bins, dtype=self.dtype)
-        weighted = onehot * ops.expand_dims(weight, -1)
-        self.counts.assign_add(ops.sum(weighted, axis=0))
-        self.confidence_sums.assign_add(
-            ops.sum(weighted * ops.expand_dims(confidence, -1), axis=0)
+            )
+        _, counts, confidence_sums, correct_sums = _bin_sums(
+            labels, probs, self.n_bins, ops, weight=sample_weight
         )
-        self.correct_sums.assign_add(
-            ops.sum(weighted * ops.expand_dims(correct, -1), axis=0)
-        )
+        self.counts.assign_add(counts)
+        self.confidence_sums.assign_add(confidence_sums)
+        self.correct_sums.assign_add(correct_sums)
 
     def result(self):
-        total = ops.sum(self.counts)
-        gap = ops.sum(ops.abs(self.correct_sums - self.confidence_sums))
-        return ops.divide_no_nan(gap, total)
+        return _ece(self.counts, self.confidence_sums, self.correct_sums, ops)
 
     def reset_state(self):
         for v in (self.counts, self.confidence_sums, self.correct_sums):
@@ -324,9 +415,8 @@ class ExpectedCalibrationError(keras.metrics.Metric):
 
 
 def _brier_per_row(y_true, y_pred):
-    labels, probs = _labels_and_probs_tensors(y_true, y_pred)
-    onehot = ops.one_hot(labels, probs.shape[-1], dtype=probs.dtype)
-    return ops.sum(ops.square(probs - onehot), axis=-1)
+    labels, probs = _labels_and_rows_tensors(y_true, y_pred)
+    return _brier_rows(labels, probs, ops)
 
 
 @register

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+import kerasreg
 from kerasreg.ensembles import average_weights
 from kerasreg.ensembles import recompute_batchnorm
 
@@ -149,6 +150,143 @@ def test_recompute_batchnorm_bad_input():
     with pytest.raises(ValueError, match="argument `steps`"):
         recompute_batchnorm(model, x, steps=0)
     assert model.get_layer("bn1").momentum == 0.9
+
+
+def _nested_bn_model():
+    """Keras' BN and kerasreg's (default and cumulative) in a nested model."""
+    keras.utils.set_random_seed(3)
+    inner = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, name="d1"),
+            kerasreg.BatchNormalization(name="kbn"),  # momentum 0.99
+        ],
+        name="inner",
+    )
+    inputs = keras.Input((4,))
+    h = inner(inputs)
+    h = keras.layers.Dense(3, name="d2")(h)
+    h = keras.layers.BatchNormalization(momentum=0.8, name="bn")(h)
+    h = keras.layers.Dense(2, name="d3")(h)
+    h = kerasreg.BatchNormalization(momentum=None, name="cbn")(h)
+    model = keras.Model(inputs, h)
+    rng = np.random.default_rng(4)
+    for layer in _bn_layers(model).values():
+        layer.gamma.assign(rng.uniform(0.5, 2.0, 3 if layer.name != "cbn" else 2))
+        layer.beta.assign(rng.normal(size=3 if layer.name != "cbn" else 2))
+    return model
+
+
+def _bn_layers(model):
+    inner = model.get_layer("inner")
+    return {
+        "kbn": inner.get_layer("kbn"),
+        "bn": model.get_layer("bn"),
+        "cbn": model.get_layer("cbn"),
+    }
+
+
+def _nested_reference(model, batches):
+    """Per-BN-layer list of (batch mean, biased batch variance), in numpy."""
+    w = lambda layer: [  # noqa: E731
+        ops.convert_to_numpy(v).astype("float64") for v in layer.weights
+    ]
+    inner = model.get_layer("inner")
+    dense = [inner.get_layer("d1"), model.get_layer("d2"), model.get_layer("d3")]
+    bns = list(_bn_layers(model).values())
+    stats = {layer.name: [] for layer in bns}
+    for batch in batches:
+        h = batch.astype("float64")
+        for d, bn in zip(dense, bns):
+            k, b = w(d)
+            a = h @ k + b
+            m, v = a.mean(0), a.var(0)
+            stats[bn.name].append((m, v))
+            gamma, beta = w(bn)[:2]
+            h = gamma * (a - m) / np.sqrt(v + bn.epsilon) + beta
+    return stats
+
+
+def test_recompute_batchnorm_nested_keras_and_kerasreg_layers():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(70, 4)).astype("float32")
+    x[64:] += 4.0  # the last, partial batch (6 rows) differs
+    model = _nested_bn_model()
+    layers = _bn_layers(model)
+    counts = {name: len(layer.weights) for name, layer in layers.items()}
+    assert counts == {"kbn": 4, "bn": 4, "cbn": 5}  # Keras' 4 (+ counter)
+    layers["cbn"].num_batches_tracked.assign(9.0)
+    before = {
+        v.path: np.array(ops.convert_to_numpy(v))
+        for v in model.weights
+        if "moving" not in v.path and "num_batches" not in v.path
+    }
+    batches = [x[:32], x[32:64], x[64:]]
+    stats = _nested_reference(model, batches)
+    recompute_batchnorm(model, x, batch_size=32)
+    for name, layer in layers.items():
+        # Every batch has the same weight, the partial one too.
+        mean = np.mean([m for m, _ in stats[name]], axis=0)
+        var = np.mean([v for _, v in stats[name]], axis=0)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(layer.moving_mean), mean, rtol=1e-5, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(layer.moving_variance), var, rtol=1e-5,
+            atol=1e-5,
+        )
+    # Weighting rows instead of batches would give another mean (the first
+    # layer's inputs differ between batches; later ones are normalized).
+    by_rows = np.average([m for m, _ in stats["kbn"]], axis=0, weights=[32, 32, 6])
+    got = ops.convert_to_numpy(layers["kbn"].moving_mean)
+    assert np.max(np.abs(by_rows - got)) > 0.1
+    assert {n: layer.momentum for n, layer in layers.items()} == {
+        "kbn": 0.99, "bn": 0.8, "cbn": None
+    }
+    assert {n: len(layer.weights) for n, layer in layers.items()} == counts
+    assert layers["kbn"].num_batches_tracked is None
+    assert float(ops.convert_to_numpy(layers["cbn"].num_batches_tracked)) == 3
+    for v in model.weights:
+        if v.path in before:
+            np.testing.assert_array_equal(ops.convert_to_numpy(v), before[v.path])
+
+
+def test_recompute_batchnorm_ignores_broken_old_statistics():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    model = _bn_model()
+    expected = _numpy_reference(model, x, batch_size=32)
+    for name in ("bn1", "bn2"):
+        layer = model.get_layer(name)
+        layer.moving_mean.assign(np.full(layer.moving_mean.shape, np.nan))
+        layer.moving_variance.assign(np.full(layer.moving_mean.shape, np.inf))
+    recompute_batchnorm(model, x, batch_size=32)
+    for name in ("bn1", "bn2"):
+        layer = model.get_layer(name)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(layer.moving_mean), expected[name][0],
+            rtol=1e-4, atol=1e-5,
+        )
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(layer.moving_variance), expected[name][1],
+            rtol=1e-4, atol=1e-5,
+        )
+
+
+def test_recompute_batchnorm_failure_restores_statistics_and_momentum():
+    model = _bn_model()
+    before = [np.array(ops.convert_to_numpy(v)) for v in model.weights]
+
+    def batches():
+        yield np.ones((8, 4), "float32")
+        raise RuntimeError("data source broke")
+
+    with pytest.raises(RuntimeError, match="data source broke"):
+        recompute_batchnorm(model, batches())
+    for v, want in zip(model.weights, before):
+        np.testing.assert_array_equal(ops.convert_to_numpy(v), want)
+    assert model.get_layer("bn1").momentum == 0.9
+    assert model.get_layer("bn2").momentum == 0.5
 
 
 def my_loss(y_true, y_pred):  # an ordinary, unregistered Python loss

@@ -141,6 +141,51 @@ def test_reset_statistics_then_reestimate_after_switching_to_cumulative():
     assert float(_np(layer.num_batches_tracked)) == 0.0
 
 
+def test_cumulative_momentum_gives_the_equal_weight_mean():
+    from kerasreg.layers.batch_normalization import cumulative_momentum
+
+    values = np.random.default_rng(8).normal(size=(6, 3))
+    moving = np.full(3, np.nan)  # the first batch has momentum 0
+    for n, value in enumerate(values):
+        m = cumulative_momentum(n)
+        moving = value if n == 0 else m * moving + (1 - m) * value
+        np.testing.assert_allclose(moving, values[: n + 1].mean(0), rtol=1e-12)
+    assert cumulative_momentum(0) == 0.0 and cumulative_momentum(3) == 0.75
+
+
+def test_keras_layer_with_cumulative_momentum_matches_cumulative_mode():
+    # One rule: Keras' layer with momentum n / (n + 1) before batch n + 1 and
+    # ours with momentum=None (its counter giving n) give the same averages.
+    from kerasreg.layers.batch_normalization import cumulative_momentum
+
+    rng = np.random.default_rng(9)
+    batches = [rng.normal(k, 1.0 + k, (6, 3)).astype("float32") for k in range(4)]
+    ours = BatchNormalization(momentum=None)
+    theirs = keras.layers.BatchNormalization()
+    for n, b in enumerate(batches):
+        ours(b, training=True)
+        theirs.momentum = cumulative_momentum(n)
+        theirs(b, training=True)
+    for a, b in ((ours.moving_mean, theirs.moving_mean),
+                 (ours.moving_variance, theirs.moving_variance)):
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        _np(theirs.moving_variance), np.mean([b.var(0) for b in batches], 0), rtol=1e-5
+    )
+
+
+def test_reset_moving_statistics_works_on_keras_layer():
+    from kerasreg.layers.batch_normalization import reset_moving_statistics
+
+    layer = keras.layers.BatchNormalization(moving_variance_initializer="zeros")
+    reset_moving_statistics(layer)  # not built: nothing to do
+    layer(np.full((4, 2), 3.0, "float32"), training=True)
+    reset_moving_statistics(layer)
+    np.testing.assert_array_equal(_np(layer.moving_mean), np.zeros(2))
+    np.testing.assert_array_equal(_np(layer.moving_variance), np.zeros(2))
+    assert len(layer.weights) == 4
+
+
 def test_reset_statistics_uses_initializers_and_unbuilt_is_noop():
     layer = BatchNormalization(moving_mean_initializer="ones", moving_variance_initializer="zeros")
     layer.reset_statistics()  # not built: nothing to do

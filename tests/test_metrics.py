@@ -156,3 +156,54 @@ def test_keras_metric_config_round_trip():
     assert b.name == "b"
     with pytest.raises(ValueError, match="argument `n_bins`"):
         metrics.ExpectedCalibrationError(n_bins=0)
+
+
+_RNG = np.random.default_rng(3)
+_Y6 = np.array([0, 1, 2, 2, 1, 0])
+_P6 = _RNG.dirichlet(np.ones(3), size=6)
+_B6 = _RNG.uniform(size=6)
+_YB6 = np.array([1, 0, 1, 1, 0, 0])
+
+
+@pytest.mark.parametrize(
+    "y, p",
+    [
+        # int labels, (N, 1) labels, one-hot rows, binary single column.
+        (_Y6, _P6),
+        (_Y6[:, None], _P6),
+        (np.eye(3)[_Y6], _P6),
+        (_YB6, _B6),
+        (_YB6, _B6[:, None]),
+        (np.eye(2)[_YB6], _B6[:, None]),
+    ],
+)
+def test_keras_metrics_equal_functions_on_every_layout(y, p):
+    # Hand-computed references on the (N, 2) / (N, 3) form of the data.
+    rows = p.reshape(len(p), -1)
+    if rows.shape[1] == 1:
+        rows = np.concatenate([1 - rows, rows], axis=1)
+    labels = y.argmax(1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
+    ref_brier = np.mean(np.sum((rows - np.eye(rows.shape[1])[labels]) ** 2, 1))
+    conf, pred = rows.max(1), rows.argmax(1)
+    bins = np.clip(np.ceil(conf * 4).astype(int) - 1, 0, 3)
+    ref_ece = sum(
+        abs(np.sum((pred == labels)[bins == b]) - np.sum(conf[bins == b]))
+        for b in range(4)
+    ) / len(rows)
+    assert metrics.brier(y, p) == pytest.approx(ref_brier, abs=1e-12)
+    assert metrics.expected_calibration_error(y, p, n_bins=4) == pytest.approx(
+        ref_ece, abs=1e-12
+    )
+    m = metrics.ExpectedCalibrationError(n_bins=4)
+    m.update_state(y, p.astype("float32"))
+    assert float(m.result()) == pytest.approx(ref_ece, abs=1e-6)
+    b = metrics.BrierScore()
+    b.update_state(y, p.astype("float32"))
+    assert float(b.result()) == pytest.approx(ref_brier, abs=1e-6)
+
+
+def test_non_numeric_labels_are_rejected():
+    with pytest.raises(ValueError, match="argument `y_true`.*dtype"):
+        metrics.nll(np.array(["a", "b", "c", "d"]), P)
+    with pytest.raises(ValueError, match="argument `y_true`.*non-integer"):
+        metrics.brier([0.5, 1, 2, 1], P)

@@ -9,18 +9,6 @@ FIGSIZE = (6.0, 7.0)
 DPI = 100
 
 
-def _bin_stats(y_true, probs, n_bins):
-    probs = _metrics._as_probs(probs)
-    labels = _metrics._as_labels(y_true, probs)
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    bins = _metrics._bin_index(confidence, n_bins)
-    counts = np.bincount(bins, minlength=n_bins)
-    conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
-    correct_sum = np.bincount(bins, weights=correct, minlength=n_bins)
-    return confidence, counts, conf_sum, correct_sum
-
-
 def plot_reliability(y_true, probs, path, n_bins=15, title=None):
     """Writes reliability diagrams (Guo et al., 2017) to a PNG file.
 
@@ -73,7 +61,13 @@ def plot_reliability(y_true, probs, path, n_bins=15, title=None):
             "Invalid value received for argument `probs`. Expected an array "
             "of probabilities or a non-empty dict of them. Received: probs={}"
         )
-    stats = {name: _bin_stats(y_true, p, n_bins) for name, p in models.items()}
+    stats = {
+        name: (
+            _metrics.calibration_bins(y_true, p, n_bins),
+            _metrics.expected_calibration_error(y_true, p, n_bins),
+        )
+        for name, p in models.items()
+    }
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -91,11 +85,11 @@ def plot_reliability(y_true, probs, path, n_bins=15, title=None):
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     width = 1.0 / n_bins
     top.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect")
-    for name, (confidence, counts, conf_sum, correct_sum) in stats.items():
+    for name, (bins, ece) in stats.items():
+        confidence, counts, conf_sum, correct_sum = bins
         filled = counts > 0
         accuracy = correct_sum[filled] / counts[filled]
         mean_conf = conf_sum[filled] / counts[filled]
-        ece = np.sum(np.abs(correct_sum - conf_sum)) / max(counts.sum(), 1)
         if len(stats) == 1:
             top.bar(
                 edges[:-1][filled], accuracy, width=width, align="edge",

@@ -23,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from kerasreg import _checks
+from kerasreg import metrics as _metrics
 from kerasreg._registry import register
 
 # Probabilities are clipped at this value before the log.
@@ -97,34 +98,8 @@ def _check_outputs(outputs, from_logits, x_name):
     return out
 
 
-def _check_labels(y_true, n, classes, y_name):
-    y = np.asarray(y_true)
-    if y.ndim == 2 and y.shape[1] == classes and classes > 1:
-        labels = np.argmax(y, axis=1)
-    else:
-        labels = y.reshape(-1)
-        if labels.dtype.kind not in "iub" and not (
-            labels.dtype.kind == "f" and np.all(labels == np.round(labels))
-        ):
-            raise ValueError(
-                f"Invalid value received for argument `{y_name}`. Expected "
-                "integer class labels or one-hot rows. Received: "
-                f"{y_name} of shape {y.shape} and dtype {y.dtype}"
-            )
-        labels = labels.astype(np.int64)
-    if labels.shape[0] != n:
-        raise ValueError(
-            f"Invalid value received for argument `{y_name}`. Expected one "
-            f"label per validation row ({n} rows). Received: {y_name} of "
-            f"shape {y.shape}"
-        )
-    if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(
-            f"Invalid value received for argument `{y_name}`. Expected labels "
-            f"in [0, {classes - 1}] (the model has {classes} classes). "
-            f"Received: {y_name} with labels from {labels.min()} to "
-            f"{labels.max()}"
-        )
+def _check_labels(y_true, z, y_name):
+    labels = _metrics.class_labels(y_true, z, name=y_name)
     if np.unique(labels).size < 2:
         raise ValueError(
             f"Invalid value received for argument `{y_name}`. Expected labels "
@@ -210,7 +185,7 @@ def _fit(y_true, y_pred, from_logits, y_name, x_name):
     from_logits = _checks.boolean("from_logits", from_logits)
     out = _check_outputs(y_pred, from_logits, x_name)
     z = _as_logits(out, from_logits)
-    labels = _check_labels(y_true, z.shape[0], z.shape[1], y_name)
+    labels = _check_labels(y_true, z, y_name)
     temperature, at_bound = _minimize(z, labels)
     if at_bound:
         why = (

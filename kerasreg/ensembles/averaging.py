@@ -8,6 +8,8 @@ from keras import ops
 
 from kerasreg import _checks
 from kerasreg._cloning import clone_uncompiled
+from kerasreg.layers.batch_normalization import cumulative_momentum
+from kerasreg.layers.batch_normalization import reset_moving_statistics
 
 
 def average_weights(models, weights=None):
@@ -147,13 +149,24 @@ def recompute_batchnorm(model, x, batch_size=128, steps=None):
     weights produce. This makes one pass over `x` with the model in training
     mode (PyTorch `torch.optim.swa_utils.update_bn` semantics) and sets each
     layer's moving mean and variance to the **equal-weight average over
-    batches** of the batch mean and batch variance of the layer's inputs.
+    batches** of the batch mean and batch variance of the layer's inputs:
+    every batch counts the same, a last partial batch too (as in PyTorch).
     The variance is the biased batch variance, as Keras' BatchNormalization
     uses for its moving variance (PyTorch stores the unbiased one).
 
-    Every `keras.layers.BatchNormalization` (subclasses included) is
-    re-estimated; each layer's `momentum` is restored afterwards, and all
-    other variables of the model are left as they were.
+    Every `keras.layers.BatchNormalization` (subclasses included, e.g.
+    `kerasreg.BatchNormalization`, in nested models too) is re-estimated the
+    way `kerasreg.BatchNormalization(momentum=None)` averages: its moving
+    statistics are reset (`reset_statistics()`), then the batch after `n`
+    others is applied with the momentum
+    `kerasreg.layers.batch_normalization.cumulative_momentum(n)`
+    `= n / (n + 1)`. With `renorm=True` the moving standard deviation is
+    averaged and the variance derived from it, as Keras' renorm does. Each
+    layer's `momentum` is restored afterwards and no variable is added (a
+    `kerasreg.BatchNormalization` in cumulative mode keeps its
+    `num_batches_tracked`, which ends at the number of batches); all other
+    variables of the model are left as they were. If the pass fails, the
+    statistics are restored too.
 
     Args:
         model: A built Keras model.
@@ -197,54 +210,45 @@ def recompute_batchnorm(model, x, batch_size=128, steps=None):
         )
         return model
 
-    statistics = set()
-    for layer in layers:
-        statistics.add(id(layer.moving_mean))
-        statistics.add(id(layer.moving_variance))
-    others = [v for v in model.variables if id(v) not in statistics]
+    statistics = [
+        v
+        for layer in layers
+        for v in (
+            layer.moving_mean,
+            layer.moving_variance,
+            getattr(layer, "moving_stddev", None),
+            getattr(layer, "num_batches_tracked", None),
+        )
+        if v is not None
+    ]
+    ids = {id(v) for v in statistics}
+    others = [v for v in model.variables if id(v) not in ids]
+    saved_statistics = [ops.copy(v.value) for v in statistics]
     saved_others = [ops.copy(v.value) for v in others]
     saved_momentum = [layer.momentum for layer in layers]
-    sums = [None] * len(layers)
     seen = 0
     try:
         for layer in layers:
-            # momentum 0: after a call, the moving statistics are exactly
-            # this batch's mean and variance.
-            layer.momentum = 0.0
+            reset_moving_statistics(layer)
         for batch in _batches(x, batch_size):
             if steps is not None and seen >= steps:
                 break
+            for layer in layers:
+                layer.momentum = cumulative_momentum(seen)
             model(batch, training=True)
-            for j, layer in enumerate(layers):
-                mean = ops.convert_to_numpy(layer.moving_mean).astype(
-                    "float64"
-                )
-                var = ops.convert_to_numpy(layer.moving_variance).astype(
-                    "float64"
-                )
-                if sums[j] is None:
-                    sums[j] = [mean, var]
-                else:
-                    sums[j][0] += mean
-                    sums[j][1] += var
             seen += 1
+        if seen == 0:
+            raise ValueError(
+                "Invalid value received for argument `x`. Expected at least "
+                f"one batch of data. Received an empty input: x={x!r}"
+            )
+    except BaseException:
+        for variable, value in zip(statistics, saved_statistics):
+            variable.assign(value)
+        raise
     finally:
         for layer, momentum in zip(layers, saved_momentum):
             layer.momentum = momentum
         for variable, value in zip(others, saved_others):
             variable.assign(value)
-    if seen == 0:
-        raise ValueError(
-            "Invalid value received for argument `x`. Expected at least one "
-            f"batch of data. Received an empty input: x={x!r}"
-        )
-    for layer, (mean, var) in zip(layers, sums):
-        layer.moving_mean.assign(
-            (mean / seen).astype(ops.convert_to_numpy(layer.moving_mean).dtype)
-        )
-        layer.moving_variance.assign(
-            (var / seen).astype(
-                ops.convert_to_numpy(layer.moving_variance).dtype
-            )
-        )
     return model

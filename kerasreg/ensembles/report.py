@@ -77,12 +77,11 @@ class EnsembleReport:
 
 
 def _scores(name, y, probs, n_bins):
-    probs = np.asarray(probs, dtype=np.float64)
-    labels = _metrics._as_labels(y, _metrics._as_probs(probs))
-    pred = _metrics._as_probs(probs).argmax(axis=1)
+    rows = _metrics.probability_rows(probs)
+    labels = _metrics.class_labels(y, rows)
     return {
         "model": name,
-        "accuracy": float(np.mean(pred == labels)),
+        "accuracy": float(np.mean(rows.argmax(axis=1) == labels)),
         "nll": _metrics.nll(y, probs),
         "ece": _metrics.expected_calibration_error(y, probs, n_bins=n_bins),
         "brier": _metrics.brier(y, probs),

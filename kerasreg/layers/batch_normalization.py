@@ -34,6 +34,58 @@ def _renorm_kwargs(renorm, renorm_clipping, renorm_momentum):
     return {}
 
 
+def cumulative_momentum(num_batches):
+    """The momentum that makes a moving average the mean of all batches.
+
+    Keras' BatchNormalization updates its moving statistics with
+    `moving = momentum * moving + (1 - momentum) * batch`. With
+    `momentum = n / (n + 1)` for the batch that follows `n` others (0 for
+    the first), `moving` is after every batch the equal-weight mean of the
+    statistics of all batches so far: `moving * n / (n + 1) + batch / (n + 1)`.
+    This is the cumulative mode of `kerasreg.BatchNormalization`
+    (`momentum=None`, `n` its `num_batches_tracked`) and the rule
+    `kerasreg.ensembles.recompute_batchnorm` gives every BatchNormalization
+    layer (Keras' own too) for its pass.
+
+    Args:
+        num_batches: The number `n` of batches already averaged: a Python
+            number or a scalar tensor.
+
+    Returns:
+        `n / (n + 1)`, of the type of `num_batches`.
+    """
+    return num_batches / (num_batches + 1.0)
+
+
+def reset_moving_statistics(layer):
+    """Resets the moving statistics of a `keras.layers.BatchNormalization`.
+
+    Works on Keras' layer and its subclasses (`kerasreg.BatchNormalization`,
+    whose `reset_statistics()` calls it): see
+    `kerasreg.BatchNormalization.reset_statistics`. Does nothing on a layer
+    that is not built yet.
+
+    Args:
+        layer: A `keras.layers.BatchNormalization` instance.
+    """
+    if not layer.built:
+        return
+    shape = layer.moving_mean.shape
+    mean0 = layer.moving_mean_initializer(shape, dtype=layer.moving_mean.dtype)
+    var0 = layer.moving_variance_initializer(
+        shape, dtype=layer.moving_variance.dtype
+    )
+    layer.moving_mean.assign(mean0)
+    layer.moving_variance.assign(var0)
+    counter = getattr(layer, "num_batches_tracked", None)
+    if counter is not None:
+        counter.assign(0.0)
+    if getattr(layer, "renorm", False):  # Keras < 3.14: no renorm
+        layer.moving_stddev.assign(ops.sqrt(var0))
+        layer.renorm_mean.assign(mean0)
+        layer.renorm_stddev.assign(ops.sqrt(var0))
+
+
 def _checked_momentum(momentum):
     if momentum is None:
         return None
@@ -70,9 +122,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
     **Extras.** `momentum=None` replaces the exponential moving average by a
     cumulative, equal-weight one: after `k` training batches since the last
     `reset_statistics()`, `moving_mean` is the mean of the `k` batch means
-    and `moving_variance` the mean of the `k` batch variances. This is what
-    re-estimating the statistics after averaging weights needs (as
-    `torch.optim.swa_utils.update_bn` does): call `reset_statistics()`, set
+    and `moving_variance` the mean of the `k` batch variances (the same
+    update, with momentum `n / (n + 1)` for the batch after `n` others:
+    `cumulative_momentum`). This is what re-estimating the statistics after
+    averaging weights needs (as `torch.optim.swa_utils.update_bn` does):
+    `kerasreg.ensembles.recompute_batchnorm` does it for every
+    BatchNormalization layer of a model, or call `reset_statistics()`, set
     `momentum = None`, and run the training data through the model in
     training mode once. In that mode the layer counts the training batches
     it has seen in a non-trainable float32 variable `num_batches_tracked`
@@ -251,10 +306,19 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         updating = bool(training) and self.trainable
-        if self.momentum is not None or not updating:
-            outputs = super().call(inputs, training=training, mask=mask)
+        if self.momentum is None and updating:
+            # The cumulative average is Keras' own update with the momentum
+            # `cumulative_momentum(n)` after `n` batches: Keras' call runs
+            # with it (a tensor, so the compiled step is traced once).
+            compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
+            n = ops.cast(self.num_batches_tracked, compute_dtype)
+            self._momentum = cumulative_momentum(n)
+            try:
+                outputs = super().call(inputs, training=training, mask=mask)
+            finally:
+                self._momentum = None
         else:
-            outputs = self._cumulative_call(inputs, mask)
+            outputs = super().call(inputs, training=training, mask=mask)
         if updating and self.num_batches_tracked is not None:
             self.num_batches_tracked.assign(self.num_batches_tracked + 1.0)
         return outputs
@@ -275,40 +339,6 @@ class BatchNormalization(keras.layers.BatchNormalization):
             store[str(saved)] = np.zeros((), "float32")
         super().load_own_variables(store)
 
-    def _cumulative_call(self, inputs, mask):
-        # Training-mode call with `momentum=None`: as the parent's, except
-        # that the moving statistics get weight 1 / (k + 1) for batch k + 1.
-        if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
-            raise ValueError(
-                "The mask provided should be one dimension less "
-                "than the inputs. Received: "
-                f"mask.shape={mask.shape}, inputs.shape={inputs.shape}"
-            )
-        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
-        inputs = ops.cast(inputs, compute_dtype)
-        mean, variance = self._moments(inputs, mask)
-
-        weight = 1.0 / (ops.cast(self.num_batches_tracked, compute_dtype) + 1.0)
-        moving_mean = ops.cast(self.moving_mean, compute_dtype)
-        moving_variance = ops.cast(self.moving_variance, compute_dtype)
-        self.moving_mean.assign(moving_mean + (mean - moving_mean) * weight)
-        self.moving_variance.assign(
-            moving_variance + (variance - moving_variance) * weight
-        )
-
-        gamma = ops.cast(self.gamma, compute_dtype) if self.scale else None
-        beta = ops.cast(self.beta, compute_dtype) if self.center else None
-        outputs = ops.batch_normalization(
-            x=inputs,
-            mean=mean,
-            variance=variance,
-            axis=self.axis,
-            offset=beta,
-            scale=gamma,
-            epsilon=self.epsilon,
-        )
-        return ops.cast(outputs, self.compute_dtype)
-
     def reset_statistics(self):
         """Resets the moving statistics and the batch counter.
 
@@ -325,18 +355,4 @@ class BatchNormalization(keras.layers.BatchNormalization):
         before and after (e.g. in `on_epoch_begin`), since Keras keeps the
         state outside the model's variables there.
         """
-        if not self.built:
-            return
-        shape = self.moving_mean.shape
-        mean0 = self.moving_mean_initializer(shape, dtype=self.moving_mean.dtype)
-        var0 = self.moving_variance_initializer(
-            shape, dtype=self.moving_variance.dtype
-        )
-        self.moving_mean.assign(mean0)
-        self.moving_variance.assign(var0)
-        if self.num_batches_tracked is not None:
-            self.num_batches_tracked.assign(0.0)
-        if getattr(self, "renorm", False):  # Keras < 3.14: no renorm
-            self.moving_stddev.assign(ops.sqrt(var0))
-            self.renorm_mean.assign(mean0)
-            self.renorm_stddev.assign(ops.sqrt(var0))
+        reset_moving_statistics(self)
