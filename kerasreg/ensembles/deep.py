@@ -1,7 +1,6 @@
 """`DeepEnsemble`: M independently initialized networks trained in one step."""
 
 import math
-import types
 
 import keras
 import numpy as np
@@ -13,7 +12,7 @@ from kerasreg.ensembles.combine import check_combine
 from kerasreg.ensembles.combine import check_probabilities
 from kerasreg.ensembles.combine import combine_probabilities
 from kerasreg.ensembles.combine import to_probabilities
-from kerasreg.ensembles.ensemble import StackedPredictions
+from kerasreg.ensembles.ensemble import stacked_predict
 from kerasreg.ensembles.ensemble import _io_shapes
 from kerasreg.ensembles.ensemble import _symbolic
 
@@ -269,7 +268,6 @@ class DeepEnsemble(keras.Model):
                 seed, name="bootstrap_seed_generator"
             )
         self._member_rank = None
-        self._stacked = types.SimpleNamespace(model=None)
         if all(m.built for m in self.members):
             shapes = _io_shapes(self.members[0])
             if shapes is not None:
@@ -434,14 +432,9 @@ class DeepEnsemble(keras.Model):
             A numpy array of shape `(n_members, N, classes)` (two columns,
             `[1 - p, p]`, for members with one sigmoid output).
         """
-        if self._stacked.model is None:
-            self._stacked.model = StackedPredictions(
-                self, "_member_probabilities"
-            )
-        out = self._stacked.model.predict(
-            x, batch_size=batch_size, verbose=verbose
+        return stacked_predict(
+            self, "_member_probabilities", x, batch_size, verbose
         )
-        return np.moveaxis(np.asarray(out), 1, 0)
 
     # Serialization --------------------------------------------------------
 

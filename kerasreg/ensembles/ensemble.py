@@ -2,6 +2,7 @@
 
 import types
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -136,6 +137,31 @@ class StackedPredictions(keras.Model):
         return ops.moveaxis(fn(inputs), 0, 1)
 
 
+# owner -> {method name: StackedPredictions}, outside the owners' attributes
+# so that Keras neither tracks nor saves them.
+_STACKED = weakref.WeakKeyDictionary()
+
+
+def stacked_predict(owner, method, x, batch_size=None, verbose=0):
+    """`owner.<method>(x)` (models stacked on axis 0) through `predict`.
+
+    The stacked model is made once per owner and method, so `predict`'s
+    compiled loop is reused by later calls.
+
+    Returns:
+        A numpy array of shape `(models, N, ...)`.
+    """
+    models = _STACKED.setdefault(owner, {})
+    stacked = models.get(method)
+    if stacked is None:
+        stacked = models[method] = StackedPredictions(owner, method)
+        # Built when the owner is: else `predict` first runs it eagerly to
+        # build it, which on jax compiles every op on its own.
+        stacked.built = owner.built
+    out = stacked.predict(x, batch_size=batch_size, verbose=verbose)
+    return np.moveaxis(np.asarray(out), 1, 0)
+
+
 @register
 class Ensemble(keras.Model):
     """An ensemble of classifiers, combined in one Keras model.
@@ -218,7 +244,6 @@ class Ensemble(keras.Model):
         self.combine = combine
         self.member_weights = member_weights
         self.from_logits = bool(from_logits)
-        self._stacked = types.SimpleNamespace(model=None)
         if all(m.built for m in self.members):
             self.built = True
 
@@ -252,14 +277,9 @@ class Ensemble(keras.Model):
             A numpy array of shape `(members, N, classes)` (two columns,
             `[1 - p, p]`, for members with one sigmoid output).
         """
-        if self._stacked.model is None:
-            self._stacked.model = StackedPredictions(
-                self, "_member_probabilities"
-            )
-        out = self._stacked.model.predict(
-            x, batch_size=batch_size, verbose=verbose
+        return stacked_predict(
+            self, "_member_probabilities", x, batch_size, verbose
         )
-        return np.moveaxis(np.asarray(out), 1, 0)
 
     @classmethod
     def from_tuner(cls, tuner, k=5, combine="mean", **kwargs):

@@ -28,13 +28,12 @@ import contextlib
 import types
 
 import keras
-import numpy as np
 from keras import ops
 
 from kerasreg import _checks
 from kerasreg._registry import register
 from kerasreg.ensembles.combine import check_probabilities
-from kerasreg.ensembles.ensemble import StackedPredictions
+from kerasreg.ensembles.ensemble import stacked_predict
 
 # The layers kept active: Keras' Dropout and its subclasses (kerasreg's
 # Dropout, SpatialDropout1D/2D/3D) and Keras' other dropout layers.
@@ -230,7 +229,7 @@ class MCDropout(keras.Model):
         self.from_logits = from_logits
         # Untracked: the graph reuses `model`'s layers and variables.
         self._plan = types.SimpleNamespace(
-            dropouts=dropouts, graph=None, mode="tiled", stacked=None
+            dropouts=dropouts, graph=None, mode="tiled"
         )
         if isinstance(model, keras.Sequential):
             self._plan.mode = "sequential"
@@ -288,16 +287,9 @@ class MCDropout(keras.Model):
             A numpy array of shape `(n_samples, N) + output_shape`; its mean
             over axis 0 is what `predict` returns for the same masks.
         """
-        if self._plan.stacked is None:
-            stacked = StackedPredictions(self, "_sample_probabilities")
-            # Built: else `predict` first runs it eagerly to build it, which
-            # on jax compiles every op on its own.
-            stacked.built = self.built
-            self._plan.stacked = stacked
-        out = self._plan.stacked.predict(
-            x, batch_size=batch_size, verbose=verbose
+        return stacked_predict(
+            self, "_sample_probabilities", x, batch_size, verbose
         )
-        return np.moveaxis(np.asarray(out), 1, 0)
 
     def get_config(self):
         base_config = super().get_config()

@@ -1,9 +1,7 @@
 """`MultiHeadEnsemble`: one shared trunk, several independently initialized heads."""
 
-import types
 
 import keras
-import numpy as np
 from keras import ops
 
 from kerasreg import _checks
@@ -13,7 +11,7 @@ from kerasreg.ensembles.combine import combine_outputs
 from kerasreg.ensembles.combine import probe
 from kerasreg.ensembles.combine import raise_if_logits
 from kerasreg.ensembles.combine import to_probabilities
-from kerasreg.ensembles.ensemble import StackedPredictions
+from kerasreg.ensembles.ensemble import stacked_predict
 from kerasreg.ensembles.ensemble import _io_shapes
 from kerasreg.ensembles.ensemble import _symbolic
 
@@ -128,7 +126,6 @@ class MultiHeadEnsemble(keras.Model):
         self.combine = combine
         self.from_logits = bool(from_logits)
         self._head_rank = None
-        self._stacked = types.SimpleNamespace(model=None)
         shapes = _io_shapes(trunk)
         if shapes is not None and len(shapes[0]) == 1:
             self.build((None,) + shapes[0][0])
@@ -233,14 +230,9 @@ class MultiHeadEnsemble(keras.Model):
         Returns:
             A numpy array of shape `(n_heads, N, classes)`.
         """
-        if self._stacked.model is None:
-            self._stacked.model = StackedPredictions(
-                self, "_head_probabilities"
-            )
-        out = self._stacked.model.predict(
-            x, batch_size=batch_size, verbose=verbose
+        return stacked_predict(
+            self, "_head_probabilities", x, batch_size, verbose
         )
-        return np.moveaxis(np.asarray(out), 1, 0)
 
     def get_config(self):
         base_config = super().get_config()
