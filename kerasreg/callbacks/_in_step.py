@@ -224,6 +224,29 @@ class _Seam:
 # ------------------------------------------------------------------ public
 
 
+def build_in_step(model, data):
+    """Builds `model` and its optimizer from a train step's batch `data`.
+
+    For state created inside the first train step of a model that this step
+    builds (a `Sequential` without `keras.Input` on tensorflow): the model is
+    built symbolically from the batch's shapes, as Keras builds it, then the
+    optimizer.
+    """
+    if not model.built:
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        model(
+            keras.tree.map_structure(
+                lambda t: keras.KerasTensor(
+                    tuple(t.shape), keras.backend.standardize_dtype(t.dtype)
+                ),
+                x,
+            )
+        )
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
+
 def attach(model, owner, variables=()):
     """Tracks `variables` of `owner` in `model.optimizer` (from `set_model`).
 

@@ -166,18 +166,7 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         built from the batch's shapes, then the optimizer, then the state.
         """
         model = self._target
-        if not model.built:
-            x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-            model(
-                keras.tree.map_structure(
-                    lambda t: keras.KerasTensor(
-                        tuple(t.shape), keras.backend.standardize_dtype(t.dtype)
-                    ),
-                    x,
-                )
-            )
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
+        _in_step.build_in_step(model, data)
         self._create_state()
         _in_step.add_variables(model, self, self._state_variables())
 

@@ -262,18 +262,7 @@ class WeightEMA(keras.callbacks.Callback):
         the weights inside the step, before its update (`_lazy`).
         """
         model = self._model
-        if not model.built:
-            x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-            model(
-                keras.tree.map_structure(
-                    lambda t: keras.KerasTensor(
-                        tuple(t.shape), keras.backend.standardize_dtype(t.dtype)
-                    ),
-                    x,
-                )
-            )
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
+        _in_step.build_in_step(model, data)
         # A run is in progress from the start (no `assign` in the step).
         self._create_state(running="ones")
         self._lazy = True
