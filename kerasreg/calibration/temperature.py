@@ -25,6 +25,7 @@ from keras import ops
 from kerasreg import _checks
 from kerasreg import metrics as _metrics
 from kerasreg._registry import register
+from kerasreg._wrapper import ModelWrapper
 
 # Probabilities are clipped at this value before the log.
 LOG_EPS = 1e-12
@@ -249,7 +250,7 @@ def _rows(x):
 
 
 @register
-class TemperatureScaling(keras.Model):
+class TemperatureScaling(ModelWrapper, keras.Model):
     """A classifier whose outputs are divided by a temperature.
 
     Outputs `softmax(log p / T)` where `p` are the wrapped model's
@@ -343,13 +344,6 @@ class TemperatureScaling(keras.Model):
         }
         return {**base_config, **config}
 
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        model = keras.saving.deserialize_keras_object(
-            config.pop("model"), custom_objects=custom_objects
-        )
-        return cls(model, **config)
 
 
 def fit_temperature(

@@ -18,7 +18,6 @@ from kerasreg.demo.context import result_row
 from kerasreg.demo.context import steps_per_epoch
 from kerasreg.demo.context import train
 from kerasreg.demo.models import LEARNING_RATE
-from kerasreg.demo.models import MOMENTUM
 from kerasreg.demo.models import baseline_model
 from kerasreg.demo.models import compile_sgd
 from kerasreg.demo.models import ema_decay

@@ -32,6 +32,7 @@ from keras import ops
 
 from kerasreg import _checks
 from kerasreg._registry import register
+from kerasreg._wrapper import ModelWrapper
 from kerasreg.ensembles.combine import check_probabilities
 from kerasreg.ensembles.ensemble import stacked_predict
 
@@ -138,7 +139,7 @@ def _split_functional(model, n):
 
 
 @register
-class MCDropout(keras.Model):
+class MCDropout(ModelWrapper, keras.Model):
     """Monte-Carlo dropout: `n_samples` stochastic passes in one call.
 
     Gal & Ghahramani (2016): a network trained with dropout, run with dropout
@@ -299,11 +300,3 @@ class MCDropout(keras.Model):
             "from_logits": self.from_logits,
         }
         return {**base_config, **config}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        model = keras.saving.deserialize_keras_object(
-            config.pop("model"), custom_objects=custom_objects
-        )
-        return cls(model, **config)

@@ -32,6 +32,7 @@ from keras import ops
 
 from kerasreg import _checks
 from kerasreg._registry import register
+from kerasreg._wrapper import ModelWrapper
 from kerasreg.callbacks.snapshot import FileStore
 from kerasreg.callbacks.snapshot import SnapshotCallback
 from kerasreg.callbacks.snapshot import VariableStore
@@ -100,7 +101,7 @@ class _EnsembleSnapshotCallback(SnapshotCallback):
 
 
 @register
-class SnapshotEnsemble(keras.Model):
+class SnapshotEnsemble(ModelWrapper, keras.Model):
     """Snapshot ensemble: one training run, `n_snapshots` ensemble members.
 
     Huang et al. 2017, "Snapshot Ensembles: Train 1, get M for free" (CS 182,
@@ -439,11 +440,3 @@ class SnapshotEnsemble(keras.Model):
             "snapshot_dir": self.snapshot_dir,
         }
         return {**base_config, **config}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        model = keras.saving.deserialize_keras_object(
-            config.pop("model"), custom_objects=custom_objects
-        )
-        return cls(model, **config)
