@@ -303,6 +303,21 @@ def check_arguments(n_snapshots, initial_learning_rate, min_learning_rate, keep)
     return n_snapshots, None if keep is None else int(keep)
 
 
+def kept_indices(store, keep):
+    """The indices in `store` of the snapshots kept: the last `keep` taken.
+
+    Args:
+        store: A `VariableStore` or `FileStore`, or `None` (no snapshot).
+        keep: `None` (all the snapshots) or an integer >= 1.
+
+    Returns:
+        A `range` of snapshot indices, oldest first.
+    """
+    count = 0 if store is None else store.count
+    first = 0 if keep is None else max(0, count - keep)
+    return range(first, count)
+
+
 class SnapshotCallback(ScheduleCallback):
     """Cyclic cosine learning rate with a snapshot at the end of each cycle.
 
@@ -734,11 +749,6 @@ class SnapshotCallback(ScheduleCallback):
 
     # ----------------------------------------------------------- results
 
-    def _kept_indices(self):
-        count = 0 if self._store is None else self._store.count
-        first = 0 if self.keep is None else max(0, count - self.keep)
-        return list(range(first, count))
-
     @property
     def snapshot_steps(self):
         """Steps (0-based positions in the fit) after which the kept
@@ -746,7 +756,7 @@ class SnapshotCallback(ScheduleCallback):
         if self._store is None:
             return []
         steps = self._store.steps
-        return [steps[i] for i in self._kept_indices()]
+        return [steps[i] for i in kept_indices(self._store, self.keep)]
 
     @property
     def snapshots(self):
@@ -757,4 +767,7 @@ class SnapshotCallback(ScheduleCallback):
         template = self._template
         if template is None and self._model is not None:
             template = self._target()
-        return [self._store.load(i, template) for i in self._kept_indices()]
+        return [
+            self._store.load(i, template)
+            for i in kept_indices(self._store, self.keep)
+        ]

@@ -38,6 +38,7 @@ from kerasreg.callbacks.snapshot import SnapshotCallback
 from kerasreg.callbacks.snapshot import VariableStore
 from kerasreg.callbacks.snapshot import check_arguments
 from kerasreg.callbacks.snapshot import check_snapshot_dir
+from kerasreg.callbacks.snapshot import kept_indices
 from kerasreg.callbacks.snapshot import snapshot_variables
 from kerasreg.ensembles.averaging import average_weights
 from kerasreg.ensembles.averaging import recompute_batchnorm
@@ -214,7 +215,7 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
         self.snapshot_dir = snapshot_dir
         # Not tracked by Keras (the slots are tracked through add_weight).
         self._state = types.SimpleNamespace(
-            store=None, fitting=False, taken=(0, 0), members=None
+            store=None, fitting=False, taken=range(0), members=None
         )
         if model.built:
             self._create_store()
@@ -257,13 +258,11 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
     def _refresh(self):
         """Re-reads which snapshots are kept; resets cached functions."""
         store = self._state.store
-        count = 0 if store is None else store.count
-        first = 0 if self.keep is None else max(0, count - self.keep)
-        self._state.taken = (first, count)
+        self._state.taken = kept_indices(store, self.keep)
         self._state.members = None
-        if isinstance(store, FileStore) and count > first:
+        if isinstance(store, FileStore) and self._state.taken:
             self._state.members = [
-                store.load(i, self.model) for i in range(first, count)
+                store.load(i, self.model) for i in self._state.taken
             ]
         self.predict_function = None
         self.test_function = None
@@ -293,7 +292,6 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
     # --------------------------------------------------------------- call
 
     def _snapshot_probabilities(self, inputs):
-        first, count = self._state.taken
         outputs = []
         if self._state.members is not None:
             for member in self._state.members:
@@ -301,7 +299,7 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
         else:
             model = self.model
             targets = {id(v): j for j, v in enumerate(snapshot_variables(model))}
-            for i in range(first, count):
+            for i in self._state.taken:
                 slot = self._state.store.slots[i]
 
                 def value(v):
@@ -318,8 +316,7 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
         return outputs
 
     def call(self, inputs, training=None):
-        first, count = self._state.taken
-        if self._state.fitting or training or count <= first:
+        if self._state.fitting or training or not self._state.taken:
             return self.model(inputs, training=training)
         outputs = self._snapshot_probabilities(inputs)
         stacked = ops.stack([to_probabilities(o, False) for o in outputs], 0)
@@ -346,23 +343,17 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
 
     # ------------------------------------------------------------ results
 
-    def _indices(self):
-        if self._state.store is None:
-            return []
-        count = self._state.store.count
-        first = 0 if self.keep is None else max(0, count - self.keep)
-        return list(range(first, count))
-
     @property
     def snapshot_steps(self):
         """Steps of the last `fit` after which the kept snapshots were taken."""
         steps = self._state.store.steps if self._state.store else []
-        return [steps[i] for i in self._indices()]
+        return [steps[i] for i in kept_indices(self._state.store, self.keep)]
 
     @property
     def snapshots(self):
         """The kept snapshots, oldest first, as new (uncompiled) models."""
-        return [self._state.store.load(i, self.model) for i in self._indices()]
+        store = self._state.store
+        return [store.load(i, self.model) for i in kept_indices(store, self.keep)]
 
     def ensemble(self, last=None, combine=None):
         """The kept snapshots (or the `last` of them) as a `kerasreg.Ensemble`.
