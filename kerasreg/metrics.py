@@ -182,6 +182,34 @@ def class_labels(y_true, outputs, name="y_true"):
     return labels
 
 
+def labels_and_probabilities(y_true, probs):
+    """Checked labels and probability rows, in numpy, for the measures.
+
+    For kerasreg's modules: `class_labels` of `y_true` against the
+    `probability_rows` of `probs`.
+
+    Args:
+        y_true: Integer labels of shape `(N,)` or one-hot rows `(N, classes)`.
+        probs: Predicted probabilities of shape `(N, classes)`, `(N,)` or
+            `(N, 1)`.
+
+    Returns:
+        A tuple `(labels, probs)`: int64 labels of shape `(N,)` and float64
+        probabilities of shape `(N, classes)`, `classes >= 2`.
+
+    Example:
+
+    ```python
+    >>> labels, probs = labels_and_probabilities([[0, 1], [1, 0]], [0.8, 0.3])
+    >>> labels.tolist(), probs.shape
+    ([1, 0], (2, 2))
+
+    ```
+    """
+    probs = probability_rows(probs)
+    return class_labels(y_true, probs), probs
+
+
 def calibration_bins(y_true, probs, n_bins=15):
     """Per-bin counts and sums of `expected_calibration_error`, in numpy.
 
@@ -201,8 +229,7 @@ def calibration_bins(y_true, probs, n_bins=15):
         answers.
     """
     n_bins = _check_n_bins(n_bins)
-    probs = probability_rows(probs)
-    labels = class_labels(y_true, probs)
+    labels, probs = labels_and_probabilities(y_true, probs)
     return _bin_sums(labels, probs, n_bins, _numpy_ops)
 
 
@@ -227,8 +254,7 @@ def nll(y_true, probs):
 
     ```
     """
-    probs = probability_rows(probs)
-    labels = class_labels(y_true, probs)
+    labels, probs = labels_and_probabilities(y_true, probs)
     p = probs[np.arange(len(labels)), labels]
     return float(-np.mean(np.log(np.clip(p, _EPS, 1.0))))
 
@@ -254,8 +280,7 @@ def brier(y_true, probs):
 
     ```
     """
-    probs = probability_rows(probs)
-    labels = class_labels(y_true, probs)
+    labels, probs = labels_and_probabilities(y_true, probs)
     return float(np.mean(_brier_rows(labels, probs, _numpy_ops)))
 
 

@@ -77,8 +77,7 @@ class EnsembleReport:
 
 
 def _scores(name, y, probs, n_bins):
-    rows = _metrics.probability_rows(probs)
-    labels = _metrics.class_labels(y, rows)
+    labels, rows = _metrics.labels_and_probabilities(y, probs)
     return {
         "model": name,
         "accuracy": float(np.mean(rows.argmax(axis=1) == labels)),
