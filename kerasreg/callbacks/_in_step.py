@@ -47,6 +47,7 @@ import sys
 import weakref
 
 import keras
+from keras import ops
 
 _SEAMS = weakref.WeakKeyDictionary()
 _LOOPS = ("fit", "evaluate", "predict")
@@ -245,6 +246,228 @@ def build_in_step(model, data):
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
 
+
+
+def state_variable(shape, dtype, name, initializer="zeros"):
+    """A Keras variable for state that a train step updates in place.
+
+    Not trainable. Under `tf.distribute` it is an `on_read` variable
+    aggregated with `only_first_replica`: each replica updates its own copy
+    inside the step (the replicas' weights are identical after the
+    all-reduced step), with no cross-replica synchronisation.
+
+    Args:
+        shape: Tuple of integers, the variable's shape.
+        dtype: String, the variable's dtype.
+        name: String, the variable's name.
+        initializer: Initializer or its name. Defaults to `"zeros"`.
+
+    Returns:
+        A `keras.Variable`.
+    """
+    return keras.Variable(
+        initializer=initializer,
+        shape=shape,
+        dtype=dtype,
+        trainable=False,
+        aggregation="only_first_replica",
+        synchronization="on_read",
+        name=name,
+    )
+
+
+def when(due, update, otherwise=None):
+    """Runs `update()` in a compiled train step on the steps that are `due`.
+
+    For per-step work done one step out of `every`: the work sits in
+    `keras.ops.cond`, so a step that is not due costs only the test.
+
+    Args:
+        due: A boolean scalar tensor, or `None` for every step (then
+            `update()` runs as is, without `keras.ops.cond`).
+        update: Callable without arguments. Either pure, returning new
+            values, or stateful, assigning variables (its result is then
+            ignored).
+        otherwise: For a pure `update`, a callable without arguments that
+            returns the values to keep when the step is not due (the same
+            structure as `update()`'s). `None` for a stateful `update`.
+            Defaults to `None`.
+
+    Returns:
+        The values of the branch taken for a pure `update`, else `None`.
+
+    Example:
+
+    ```python
+    import keras
+    from kerasreg.callbacks import _in_step
+
+    count = keras.ops.convert_to_tensor(3)
+    due = keras.ops.equal(keras.ops.mod(count, 2), 0)
+    count = _in_step.when(due, lambda: count + 1, lambda: count)  # 3
+    ```
+    """
+    if due is None:
+        return update()
+    if otherwise is not None:
+        return ops.cond(due, update, otherwise)
+
+    def run():
+        update()
+        return ops.zeros((), "int32")
+
+    ops.cond(due, run, lambda: ops.zeros((), "int32"))
+    return None
+
+
+class InStepCallback(keras.callbacks.Callback):
+    """Base of the callbacks whose state and per-step work use this seam.
+
+    For a callback that keeps state in Keras variables tracked by the
+    optimizer during `fit` and updates it inside the compiled train step
+    (`WeightEMA`, `UpdateRatioMonitor`). This class attaches the state at
+    `set_model` (before any `on_train_begin`, so that a `BackupAndRestore`
+    anywhere in the callback list finds it tracked), creates it inside the
+    first train step of a model that this step builds, wraps the train step
+    for the backend, and releases the state after an `evaluate` or `predict`
+    outside `fit`.
+
+    A subclass implements, for the model `self._target` (the model given to
+    `set_model`; `self.model` syncs the jax training state at each read):
+
+    * `_create_state()`: creates the state variables (in
+      `self._strategy_scope()`);
+    * `_has_state()`: whether they exist for `self._target`;
+    * `_state_variables()`: the list of them;
+    * `_strategy_scope()`: the model's distribution strategy scope;
+    * `_functional_step(train_step)`: wraps a jax `train_step(state, data)`;
+    * `_stateful_step(train_step)`: wraps a `train_step(data)` (tensorflow,
+      torch), the state existing when the wrapped step runs.
+
+    Its `on_train_begin` calls `_begin_fit()`, then `begin(self._target)`;
+    its `on_train_end` calls `_end_fit()` (`self._in_fit` is True between
+    the two). It may override `_create_state_in_step()` (the state of a
+    model built by its first train step; `_create_state()` by default).
+
+    Example:
+
+    ```python
+    from kerasreg.callbacks import _in_step
+
+    class StepCounter(_in_step.InStepCallback):
+        def __init__(self):
+            super().__init__()
+            self._count = None
+
+        def _create_state(self):
+            self._count = _in_step.state_variable((), "int32", "steps")
+
+        def _has_state(self):
+            return self._count is not None
+
+        def _state_variables(self):
+            return [self._count]
+
+        # ... `_strategy_scope`, `_functional_step`, `_stateful_step`,
+        # `on_train_begin` and `on_train_end`.
+    ```
+    """
+
+    def __init__(self):
+        super().__init__()
+        # The model, as given to `set_model` (`self.model` syncs the jax
+        # training state each time it is read).
+        self._target = None
+        self._in_fit = False
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._target = model
+        # Before any `on_train_begin`: the state must be tracked by then so
+        # that a `BackupAndRestore` anywhere in the list finds it.
+        self._attach()
+
+    def _attach(self):
+        """Registers with the seam; the optimizer tracks the state.
+
+        Returns False for a model without optimizer. An unbuilt model (a
+        `Sequential` without `keras.Input` on tensorflow, built by its first
+        train step) gets its state inside that step (`_create_lazily`).
+        """
+        model = self._target
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is None:
+            return False
+        if model.built:
+            if not optimizer.built:
+                # As `BackupAndRestore` does: the optimizer state must exist
+                # before a backup can be restored into it, and the
+                # optimizer's own variables come before ours.
+                with self._strategy_scope():
+                    optimizer.build(model.trainable_variables)
+            if not self._has_state():
+                self._create_state()
+        variables = self._state_variables() if self._has_state() else []
+        return attach(model, self, variables)
+
+    def _create_state_in_step(self):
+        """Creates the state of a model built by its first train step."""
+        self._create_state()
+
+    def _create_lazily(self, data):
+        """State for a model that its first train step builds (tensorflow).
+
+        Called while that step is traced: the model is built from the
+        batch's shapes (symbolically, as Keras builds it), the optimizer is
+        built, and the state is created and tracked.
+        """
+        model = self._target
+        build_in_step(model, data)
+        self._create_state_in_step()
+        add_variables(model, self, self._state_variables())
+
+    def _in_step_wrap(self, train_step):
+        """The train step with this callback's work (for the seam)."""
+        if keras.backend.backend() == "jax":
+            return self._functional_step(train_step)
+        step = self._stateful_step(train_step)
+
+        def step_with_state(data):
+            if not self._has_state():
+                self._create_lazily(data)
+            return step(data)
+
+        return step_with_state
+
+    def _begin_fit(self):
+        """From `on_train_begin`, before `begin`: the state is attached.
+
+        Attaches it if `set_model` could not (no optimizer yet); raises a
+        `ValueError` for a model without optimizer.
+        """
+        if not is_attached(self._target, self) and not self._attach():
+            raise ValueError(
+                f"{type(self).__name__} needs a compiled model; use it as a "
+                "`model.fit()` callback."
+            )
+        self._in_fit = True
+
+    def _end_fit(self):
+        """From `on_train_end`: the state is detached from the optimizer."""
+        self._in_fit = False
+        release(self._target, self)
+
+    def _end_of_inference(self):
+        if not self._in_fit:
+            # `evaluate`/`predict` called `set_model`, which attached the
+            # state to the optimizer: leave the optimizer as it was.
+            release(self._target, self)
+
+    def on_test_end(self, logs=None):
+        self._end_of_inference()
+
+    def on_predict_end(self, logs=None):
+        self._end_of_inference()
 
 
 def attach(model, owner, variables=()):

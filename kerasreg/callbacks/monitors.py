@@ -22,7 +22,7 @@ def _sync(model):
         sync()
 
 
-class UpdateRatioMonitor(keras.callbacks.Callback):
+class UpdateRatioMonitor(_in_step.InStepCallback):
     """Logs the update/weight ratio `||w_new - w_old|| / ||w_old||`.
 
     The cs231n notes track, for each weight tensor, the size of one update
@@ -118,10 +118,6 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         self._norms = None  # (capacity, 2, n): ||w_old||, ||w_new - w_old||
         self._steps = None  # (capacity,): `iterations` before each step
         self._count = None  # measurements written since the last read
-        self._in_fit = False
-        # The model, as given to `set_model` (`self.model` syncs the jax
-        # training state each time it is read).
-        self._target = None
 
     # ------------------------------------------------------------------ state
 
@@ -131,17 +127,6 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
             return contextlib.nullcontext()
         return strategy.scope()
 
-    def _new_variable(self, shape, dtype, name):
-        return keras.Variable(
-            initializer="zeros",
-            shape=shape,
-            dtype=dtype,
-            trainable=False,
-            aggregation="only_first_replica",
-            synchronization="on_read",
-            name=name,
-        )
-
     def _create_state(self):
         model = self._target
         self._measured = list(model.trainable_variables)
@@ -150,25 +135,16 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         width = max(len(self._measured), 1)
         capacity = self._CAPACITY
         with self._strategy_scope():
-            self._norms = self._new_variable(
+            self._norms = _in_step.state_variable(
                 (capacity, 2, width), "float32", "update_ratio_norms"
             )
-            self._steps = self._new_variable(
+            self._steps = _in_step.state_variable(
                 (capacity,), "int32", "update_ratio_steps"
             )
-            self._count = self._new_variable((), "int32", "update_ratio_count")
+            self._count = _in_step.state_variable(
+                (), "int32", "update_ratio_count"
+            )
         self._owner = model
-
-    def _create_lazily(self, data):
-        """State for a model that its first train step builds (tensorflow).
-
-        Called while that step is traced, as `WeightEMA` does: the model is
-        built from the batch's shapes, then the optimizer, then the state.
-        """
-        model = self._target
-        _in_step.build_in_step(model, data)
-        self._create_state()
-        _in_step.add_variables(model, self, self._state_variables())
 
     def _state_variables(self):
         return [self._norms, self._steps, self._count]
@@ -182,22 +158,6 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
             == [id(v) for v in model.trainable_variables]
         )
 
-    def _attach(self):
-        model = self._target
-        optimizer = getattr(model, "optimizer", None)
-        if optimizer is None:
-            return False
-        if model.built:
-            if not optimizer.built:
-                # The optimizer's own variables come before ours (and must
-                # exist before `BackupAndRestore` restores into them).
-                with self._strategy_scope():
-                    optimizer.build(model.trainable_variables)
-            if not self._has_state():
-                self._create_state()
-        variables = self._state_variables() if self._has_state() else []
-        return _in_step.attach(model, self, variables)
-
     def _in_step_reset(self):
         """The seam closed a `fit` that raised: drop its measurements."""
         self._in_fit = False
@@ -207,13 +167,6 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
     @property
     def _in_step_key(self):
         return id(self._norms)
-
-    def set_model(self, model):
-        super().set_model(model)
-        self._target = model
-        # Before any `on_train_begin`: the state must be tracked by then so
-        # that a `BackupAndRestore` anywhere in the list finds it.
-        self._attach()
 
     # ------------------------------------------------------- in the step
 
@@ -236,6 +189,9 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         return norms, steps, count + 1
 
     def _due(self, iteration):
+        """Whether the step is measured (`None`: every step is)."""
+        if self.every == 1:
+            return None
         return ops.equal(ops.mod(iteration, self.every), 0)
 
     def _functional_step(self, train_step):
@@ -261,16 +217,11 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
             values = list(state[2])
             buffers = (values[norms_idx], values[steps_idx], values[count_idx])
             new = list(state[0])
-
-            def record():
-                return self._record(*buffers, old, new, iteration)
-
-            if self.every == 1:
-                buffers = record()
-            else:
-                buffers = ops.cond(
-                    self._due(iteration), record, lambda: buffers
-                )
+            buffers = _in_step.when(
+                self._due(iteration),
+                lambda: self._record(*buffers, old, new, iteration),
+                lambda: buffers,
+            )
             values[norms_idx], values[steps_idx], values[count_idx] = buffers
             state[2] = values
             return logs, tuple(state)
@@ -281,8 +232,6 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         """Wraps a stateful `train_step(data)` (tensorflow, torch)."""
 
         def step_with_monitor(data):
-            if not self._has_state():
-                self._create_lazily(data)
             # Values read before the step (the step's updates come after
             # these reads in the traced function). `ops.copy` reads: on
             # tensorflow `convert_to_tensor` returns the variable itself.
@@ -299,25 +248,11 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
                 self._norms.assign(norms)
                 self._steps.assign(steps)
                 self._count.assign(count)
-                return ops.zeros((), "int32")
 
-            if self.every == 1:
-                record()
-            else:
-                ops.cond(
-                    self._due(iteration),
-                    record,
-                    lambda: ops.zeros((), "int32"),
-                )
+            _in_step.when(self._due(iteration), record)
             return logs
 
         return step_with_monitor
-
-    def _in_step_wrap(self, train_step):
-        """The train step with the measurement (for the in-step seam)."""
-        if keras.backend.backend() == "jax":
-            return self._functional_step(train_step)
-        return self._stateful_step(train_step)
 
     # ------------------------------------------------------ between epochs
 
@@ -380,12 +315,7 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
     # -------------------------------------------------------------- hooks
 
     def on_train_begin(self, logs=None):
-        if not _in_step.is_attached(self._target, self) and not self._attach():
-            raise ValueError(
-                "UpdateRatioMonitor needs a compiled model; use it as a "
-                "`model.fit()` callback."
-            )
-        self._in_fit = True
+        self._begin_fit()
         if self.log_dir is not None and self._writer is None:
             self._writer = SummaryWriter(self.log_dir)
         _in_step.begin(self._target)
@@ -396,24 +326,11 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
             logs.update(self._latest)
 
     def on_train_end(self, logs=None):
-        self._in_fit = False
         self._read()
-        _in_step.release(self._target, self)
+        self._end_fit()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-
-    def _end_of_inference(self):
-        if not self._in_fit:
-            # `evaluate`/`predict` called `set_model`, which attached the
-            # state to the optimizer: leave the optimizer as it was.
-            _in_step.release(self._target, self)
-
-    def on_test_end(self, logs=None):
-        self._end_of_inference()
-
-    def on_predict_end(self, logs=None):
-        self._end_of_inference()
 
 
 class _Perturb(keras.layers.Layer):

@@ -70,7 +70,7 @@ def _batchnorm_statistics(model):
 
 
 @register
-class WeightEMA(keras.callbacks.Callback):
+class WeightEMA(_in_step.InStepCallback):
     """Keeps an exponential moving average (EMA) of the model's weights.
 
     "Maintain a second copy of the network weights in memory that keeps an
@@ -186,7 +186,6 @@ class WeightEMA(keras.callbacks.Callback):
         self._running = None  # 1 while a run is in progress (for resume)
         self._lazy = False  # state created inside the first train step
         self._has_average = False  # shadows hold a finished/ongoing average
-        self._in_fit = False
         self._swapped = None
 
     def get_config(self):
@@ -214,17 +213,6 @@ class WeightEMA(keras.callbacks.Callback):
             return contextlib.nullcontext()
         return strategy.scope()
 
-    def _new_variable(self, shape, dtype, name, initializer="zeros"):
-        return keras.Variable(
-            initializer=initializer,
-            shape=shape,
-            dtype=dtype,
-            trainable=False,
-            aggregation="only_first_replica",
-            synchronization="on_read",
-            name=name,
-        )
-
     def _create_state(self, running="zeros"):
         model = self._model
         bn_ids = (
@@ -241,62 +229,38 @@ class WeightEMA(keras.callbacks.Callback):
         ]
         with self._strategy_scope():
             self._shadows = [
-                self._new_variable(v.shape, v.dtype, f"weight_ema_{i}")
+                _in_step.state_variable(v.shape, v.dtype, f"weight_ema_{i}")
                 for i, v in enumerate(self._averaged)
             ]
-            self._step = self._new_variable((), "int32", "weight_ema_step")
-            self._count = self._new_variable((), "int32", "weight_ema_count")
-            self._running = self._new_variable(
+            self._step = _in_step.state_variable(
+                (), "int32", "weight_ema_step"
+            )
+            self._count = _in_step.state_variable(
+                (), "int32", "weight_ema_count"
+            )
+            self._running = _in_step.state_variable(
                 (), "int32", "weight_ema_running", running
             )
         self._owner = model
         self._has_average = False
         self._lazy = False
 
-    def _create_lazily(self, data):
+    def _create_state_in_step(self):
         """State for a model that its first train step builds (tensorflow).
 
-        Called while that step is traced: the model is built from the
-        batch's shapes (symbolically, as Keras builds it), the optimizer is
-        built, and the state is created and tracked. The shadows are set to
-        the weights inside the step, before its update (`_lazy`).
+        The shadows are set to the weights inside the step, before its
+        update (`_lazy`).
         """
-        model = self._model
-        _in_step.build_in_step(model, data)
         # A run is in progress from the start (no `assign` in the step).
         self._create_state(running="ones")
         self._lazy = True
         self._has_average = True
-        _in_step.add_variables(model, self, self._state_variables())
 
     def _state_variables(self):
         return self._shadows + [self._step, self._count, self._running]
 
     def _has_state(self):
         return self._owner is self._model and self._step is not None
-
-    def _attach(self):
-        """Registers with the in-step seam; the optimizer tracks the state.
-
-        Returns False for a model without optimizer. An unbuilt model (a
-        `Sequential` without `keras.Input` on tensorflow, built by its first
-        train step) gets its state inside that step (`_create_lazily`).
-        """
-        model = self._model
-        optimizer = getattr(model, "optimizer", None)
-        if optimizer is None:
-            return False
-        if model.built:
-            if not optimizer.built:
-                # As `BackupAndRestore` does: the optimizer state must exist
-                # before a backup can be restored into it, and the optimizer's
-                # own variables come before ours.
-                with self._strategy_scope():
-                    optimizer.build(model.trainable_variables)
-            if self._owner is not model:
-                self._create_state()
-        variables = self._state_variables() if self._has_state() else []
-        return _in_step.attach(model, self, variables)
 
     def _in_step_reset(self):
         """The seam closed a `fit` that raised: the run is over."""
@@ -309,13 +273,6 @@ class WeightEMA(keras.callbacks.Callback):
     @property
     def _in_step_key(self):
         return (id(self._shadows), self._lazy)
-
-    def set_model(self, model):
-        super().set_model(model)
-        # Called when `fit` builds its callback list, before any
-        # `on_train_begin`: the state must be tracked by then so that a
-        # `BackupAndRestore` placed anywhere in the list restores it.
-        self._attach()
 
     # ----------------------------------------------------------- the update
 
@@ -387,14 +344,11 @@ class WeightEMA(keras.callbacks.Callback):
             count = optimizer_values[count_idx]
             step = optimizer_values[step_idx] + 1
             due, copy_phase = self._schedule(step)
-            if due is None:
-                shadows, count = self._blend(shadows, weights, count, None)
-            else:
-                shadows, count = ops.cond(
-                    due,
-                    lambda: self._blend(shadows, weights, count, copy_phase),
-                    lambda: (shadows, count),
-                )
+            shadows, count = _in_step.when(
+                due,
+                lambda: self._blend(shadows, weights, count, copy_phase),
+                lambda: (shadows, count),
+            )
             for i, value in zip(shadow_idx, shadows):
                 optimizer_values[i] = value
             optimizer_values[step_idx] = step
@@ -415,57 +369,31 @@ class WeightEMA(keras.callbacks.Callback):
                     rates[s.dtype] = ops.cast(rate, s.dtype)
                 s.assign_add((v.value - s.value) * rates[s.dtype])
             self._count.assign(count)
-            return ops.zeros((), "int32")
 
         def copy():
             for s, v in zip(self._shadows, self._averaged):
                 s.assign(v.value)
-            return ops.zeros((), "int32")
 
         def step_with_ema(data):
-            if not self._has_state():
-                self._create_lazily(data)
             if self._lazy:
                 # The first step of a fresh run starts the shadows from the
                 # weights, which did not exist at `on_train_begin`.
-                ops.cond(
-                    ops.equal(self._step.value, 0),
-                    copy,
-                    lambda: ops.zeros((), "int32"),
-                )
+                _in_step.when(ops.equal(self._step.value, 0), copy)
             logs = train_step(data)
             step = self._step.value + 1
             self._step.assign(step)
             due, copy_phase = self._schedule(step)
-            if due is None:
-                update(None)
-            else:
-                ops.cond(
-                    due,
-                    lambda: update(copy_phase),
-                    lambda: ops.zeros((), "int32"),
-                )
+            _in_step.when(due, lambda: update(copy_phase))
             return logs
 
         return step_with_ema
 
-    def _in_step_wrap(self, train_step):
-        """The train step with the average update (for the in-step seam)."""
-        if keras.backend.backend() == "jax":
-            return self._functional_step(train_step)
-        return self._stateful_step(train_step)
-
     # -------------------------------------------------------------- hooks
 
     def on_train_begin(self, logs=None):
-        if not _in_step.is_attached(self._model, self) and not self._attach():
-            raise ValueError(
-                "WeightEMA needs a compiled model; use it as a `model.fit()` "
-                "callback."
-            )
+        self._begin_fit()
         if self._swapped is not None:
             self._swap_out()
-        self._in_fit = True
         if not self._has_state():
             # Unbuilt model: the state is created by the first train step.
             self._has_average = True
@@ -482,8 +410,7 @@ class WeightEMA(keras.callbacks.Callback):
         _in_step.begin(self._model)
 
     def on_train_end(self, logs=None):
-        self._in_fit = False
-        _in_step.release(self._model, self)
+        self._end_fit()
         if not self._has_state():  # no step ran
             self._has_average = False
             return
@@ -511,22 +438,13 @@ class WeightEMA(keras.callbacks.Callback):
     def _end_of_inference(self):
         if self._swapped is not None:
             self._swap_out()
-        if not self._in_fit:
-            # `evaluate`/`predict` called `set_model`, which attached the
-            # state to the optimizer: leave the optimizer as it was.
-            _in_step.release(self._model, self)
+        super()._end_of_inference()
 
     def on_test_begin(self, logs=None):
         self._swap_in()
 
-    def on_test_end(self, logs=None):
-        self._end_of_inference()
-
     def on_predict_begin(self, logs=None):
         self._swap_in()
-
-    def on_predict_end(self, logs=None):
-        self._end_of_inference()
 
     # ------------------------------------------------------------- results
 
