@@ -207,3 +207,13 @@ def test_non_numeric_labels_are_rejected():
         metrics.nll(np.array(["a", "b", "c", "d"]), P)
     with pytest.raises(ValueError, match="argument `y_true`.*non-integer"):
         metrics.brier([0.5, 1, 2, 1], P)
+
+
+def test_labels_and_probabilities_reads_one_column_and_one_hot_rows():
+    labels, probs = metrics.labels_and_probabilities(
+        [[0, 1], [1, 0]], [0.8, 0.3]
+    )
+    assert labels.tolist() == [1, 0]
+    np.testing.assert_allclose(probs, [[0.2, 0.8], [0.7, 0.3]])
+    with pytest.raises(ValueError, match="y_true"):
+        metrics.labels_and_probabilities([0, 2], [[0.5, 0.5], [0.5, 0.5]])

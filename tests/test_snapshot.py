@@ -639,3 +639,15 @@ def test_ensemble_rates_and_snapshots_per_step_with_plateau_cut():
         [float(CyclicCosine(0.2, 12, 2)(t)) for t in range(12)])
     np.testing.assert_allclose(rates.rates, expected, rtol=1e-6)
     assert se.snapshot_steps == [5, 11]
+
+
+def test_kept_indices_are_the_last_keep_taken():
+    from kerasreg.callbacks.snapshot import kept_indices
+
+    class Store:
+        count = 5
+
+    assert kept_indices(Store(), 2) == range(3, 5)
+    assert kept_indices(Store(), 5) == range(5)
+    assert kept_indices(Store(), None) == range(5)
+    assert kept_indices(None, 3) == range(0)

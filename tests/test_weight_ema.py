@@ -549,3 +549,14 @@ def test_interrupted_fit_leaves_no_state_behind(tmp_path, save_first):
     for got, want in zip(ema.shadow_weights(), expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert len(model.optimizer.variables) == n_plain
+
+
+def test_in_step_when_runs_the_update_only_on_due_steps():
+    from kerasreg.callbacks import _in_step
+
+    x = ops.convert_to_tensor(1)
+    assert int(_in_step.when(None, lambda: x + 1, lambda: x)) == 2
+    due = ops.convert_to_tensor(True)
+    assert int(_in_step.when(due, lambda: x + 1, lambda: x)) == 2
+    not_due = ops.convert_to_tensor(False)
+    assert int(_in_step.when(not_due, lambda: x + 1, lambda: x)) == 1

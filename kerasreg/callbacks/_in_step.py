@@ -36,6 +36,12 @@ one module, which keeps, per model:
   finished, so the next `fit` starts afresh). A model saved after an
   interrupted `fit` thus holds no kerasreg variable and loads with its
   optimizer state.
+* **The callback side.** `InStepCallback`, the base of `WeightEMA` and
+  `UpdateRatioMonitor`, does the protocol above for a callback (attach at
+  `set_model`, state created in the first step of a model it builds, one
+  wrap per backend, release after `evaluate`/`predict`);
+  `state_variable` makes its variables and `when(due, update)` runs its
+  update on the steps that are due, under `keras.ops.cond`.
 * **The jax step's state.** On jax the wrapped step is a pure function of
   the state the trainer threads through it (trainable, non-trainable,
   optimizer and metrics variables' values); `state_positions`,
