@@ -50,6 +50,8 @@ callback does no per-batch Python work at all:
   `BackupAndRestore` restores the interrupted run).
 """
 
+import functools
+
 import keras
 from keras import ops
 
@@ -319,42 +321,27 @@ class WeightEMA(_in_step.InStepCallback):
 
     def _functional_step(self, train_step):
         """Wraps a jax-style `train_step(state, data)`."""
-        model = self.model
-        optimizer = model.optimizer
-        trainable = {id(v): i for i, v in enumerate(model.trainable_variables)}
-        non_trainable = {
-            id(v): i for i, v in enumerate(model.non_trainable_variables)
-        }
-        sources = [
-            (0, trainable[id(v)]) if id(v) in trainable
-            else (1, non_trainable[id(v)])
-            for v in self._averaged
-        ]
-        index = {id(v): i for i, v in enumerate(optimizer.variables)}
-        shadow_idx = [index[id(s)] for s in self._shadows]
-        step_idx = index[id(self._step)]
-        count_idx = index[id(self._count)]
+        positions = functools.partial(_in_step.state_positions, self._target)
+        weights_at = positions(self._averaged)
+        shadows_at = positions(self._shadows)
+        step_at, count_at = positions([self._step, self._count])
 
         def step_with_ema(state, data):
             logs, state = train_step(state, data)
-            state = list(state)
-            optimizer_values = list(state[2])
-            weights = [state[kind][i] for kind, i in sources]
-            shadows = [optimizer_values[i] for i in shadow_idx]
-            count = optimizer_values[count_idx]
-            step = optimizer_values[step_idx] + 1
+            read = functools.partial(_in_step.read_state, state)
+            weights = [read(at) for at in weights_at]
+            shadows = [read(at) for at in shadows_at]
+            count = read(count_at)
+            step = read(step_at) + 1
             due, copy_phase = self._schedule(step)
             shadows, count = _in_step.when(
                 due,
                 lambda: self._blend(shadows, weights, count, copy_phase),
                 lambda: (shadows, count),
             )
-            for i, value in zip(shadow_idx, shadows):
-                optimizer_values[i] = value
-            optimizer_values[step_idx] = step
-            optimizer_values[count_idx] = count
-            state[2] = optimizer_values
-            return logs, tuple(state)
+            updates = list(zip(shadows_at, shadows))
+            updates += [(step_at, step), (count_at, count)]
+            return logs, _in_step.write_state(state, updates)
 
         return step_with_ema
 
