@@ -1,6 +1,7 @@
 """Callbacks that babysit training: update/weight ratios and histograms."""
 
 import contextlib
+import functools
 import os
 import warnings
 
@@ -197,34 +198,34 @@ class UpdateRatioMonitor(_in_step.InStepCallback):
     def _functional_step(self, train_step):
         """Wraps a jax-style `train_step(state, data)`."""
         optimizer = self._target.optimizer
-        index = {id(v): i for i, v in enumerate(optimizer.variables)}
-        iteration_idx = index.get(id(optimizer.iterations))
-        if iteration_idx is None:  # e.g. gradient accumulation
-            iteration_idx = next(
-                i for i, v in enumerate(optimizer.variables)
-                if v.name == "iteration"
+        iterations = optimizer.iterations
+        if not isinstance(iterations, keras.Variable):
+            # Gradient accumulation: `iterations` is computed from the
+            # optimizer's own counter.
+            iterations = next(
+                v for v in optimizer.variables if v.name == "iteration"
             )
-        norms_idx = index[id(self._norms)]
-        steps_idx = index[id(self._steps)]
-        count_idx = index[id(self._count)]
+        positions = functools.partial(_in_step.state_positions, self._target)
+        measured_at = positions(self._measured)
+        iteration_at, *buffers_at = positions(
+            [iterations, self._norms, self._steps, self._count]
+        )
 
         def step_with_monitor(state, data):
             # The weights before the step are its inputs: nothing to copy.
-            old = list(state[0])
-            iteration = state[2][iteration_idx]
+            old = [_in_step.read_state(state, at) for at in measured_at]
+            iteration = _in_step.read_state(state, iteration_at)
             logs, state = train_step(state, data)
-            state = list(state)
-            values = list(state[2])
-            buffers = (values[norms_idx], values[steps_idx], values[count_idx])
-            new = list(state[0])
+            read = functools.partial(_in_step.read_state, state)
+            buffers = [read(at) for at in buffers_at]
+            new = [read(at) for at in measured_at]
             buffers = _in_step.when(
                 self._due(iteration),
                 lambda: self._record(*buffers, old, new, iteration),
-                lambda: buffers,
+                lambda: tuple(buffers),
             )
-            values[norms_idx], values[steps_idx], values[count_idx] = buffers
-            state[2] = values
-            return logs, tuple(state)
+            updates = list(zip(buffers_at, buffers))
+            return logs, _in_step.write_state(state, updates)
 
         return step_with_monitor
 
