@@ -7,11 +7,11 @@ and its subclass `SnapshotCallback`, `UpdateRatioMonitor`) go through this
 one module, which keeps, per model:
 
 * **Attached variables.** `attach(model, owner, variables)` makes the
-  model's optimizer track `variables` (`optimizer._track_variable`, the way
-  the optimizer tracks its own slots; Keras has no public way): on jax the
-  trainer then threads them through the jit-compiled step like Adam's
-  moments, and `model.save_weights` (hence `BackupAndRestore`) saves them
-  with the optimizer, so an interrupted run resumes exactly. `release`
+  model's optimizer track `variables` (as the optimizer tracks its own
+  slots, `_compat.track_optimizer_variable`; Keras has no public way): on
+  jax the trainer then threads them through the jit-compiled step like
+  Adam's moments, and `model.save_weights` (hence `BackupAndRestore`) saves
+  them with the optimizer, so an interrupted run resumes exactly. `release`
   untracks them. Variables are appended after the optimizer's own (the
   optimizer is built first), so its own variables keep their positions.
 * **One wrapped train step.** At the first `begin(model)` of a `fit` (from
@@ -47,6 +47,8 @@ import sys
 import weakref
 
 import keras
+
+from kerasreg import _compat
 
 _SEAMS = weakref.WeakKeyDictionary()
 _LOOPS = ("fit", "evaluate", "predict")
@@ -93,31 +95,17 @@ class _Seam:
         tracked = {id(v) for v in self.optimizer.variables}
         for variable in variables:
             if id(variable) not in tracked:
-                self.optimizer._track_variable(variable)
+                _compat.track_optimizer_variable(self.optimizer, variable)
 
     def _untrack(self, variables):
         for variable in variables:
-            self.optimizer._tracker.untrack(variable)
+            _compat.untrack_optimizer_variable(self.optimizer, variable)
 
     def _guard(self, optimizer):
-        seam = self
-        cls = type(optimizer)
-
-        def save_own_variables(store):
-            seam.close_if_abandoned()
-            return cls.save_own_variables(optimizer, store)
-
-        def load_own_variables(store):
-            seam.close_if_abandoned()
-            return cls.load_own_variables(optimizer, store)
-
-        optimizer.save_own_variables = save_own_variables
-        optimizer.load_own_variables = load_own_variables
+        _compat.guard_optimizer_saving(optimizer, self.close_if_abandoned)
 
     def _unguard(self, optimizer):
-        for name in ("save_own_variables", "load_own_variables"):
-            if name in optimizer.__dict__:
-                delattr(optimizer, name)
+        _compat.unguard_optimizer_saving(optimizer)
 
     def set_optimizer(self, optimizer):
         if optimizer is self.optimizer:
@@ -176,28 +164,19 @@ class _Seam:
             and self.cache[0] is original
             and self.cache[2] == key
         ):
-            model.train_function = self.cache[1]
+            _compat.set_train_function(model, self.cache[1])
             self.original = original
             return
-        had_own = "train_step" in model.__dict__
-        own = model.__dict__.get("train_step")
         step = model.train_step
         for _, wrap in wraps:
             step = wrap(step)
-        model.train_step = step
-        try:
-            model.make_train_function(force=True)
-        finally:
-            if had_own:
-                model.train_step = own
-            else:
-                del model.train_step
-        self.cache = (original, model.train_function, key)
+        function = _compat.compile_train_function(model, step)
+        self.cache = (original, function, key)
         self.original = original
 
     def _restore_train_function(self):
         if self.original is not None:
-            self.model.train_function = self.original
+            _compat.set_train_function(self.model, self.original)
             self.original = None
 
     # ------------------------------------------------------------- closing

@@ -54,6 +54,7 @@ import keras
 from keras import ops
 
 from kerasreg import _checks
+from kerasreg import _compat
 from kerasreg._cloning import clone_uncompiled
 from kerasreg._registry import register
 from kerasreg.callbacks import _in_step
@@ -62,7 +63,7 @@ from kerasreg.callbacks import _in_step
 def _batchnorm_statistics(model):
     """ids of the moving mean/variance of every BatchNormalization layer."""
     ids = set()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in _compat.sublayers(model):
         if isinstance(layer, keras.layers.BatchNormalization) and layer.built:
             ids.add(id(layer.moving_mean))
             ids.add(id(layer.moving_variance))
@@ -168,6 +169,9 @@ class WeightEMA(keras.callbacks.Callback):
         include_batchnorm_statistics=True,
     ):
         super().__init__()
+        # The model given to `set_model` (`self.model` syncs the jax
+        # training state each time it is read).
+        self._given_model = None
         self.decay = _checks.float_between("decay", decay, 0, 1)
         self.warmup = _checks.boolean("warmup", warmup)
         self.every = _checks.int_at_least("every", every, 1)
@@ -226,7 +230,7 @@ class WeightEMA(keras.callbacks.Callback):
         )
 
     def _create_state(self, running="zeros"):
-        model = self._model
+        model = self._given_model
         bn_ids = (
             _batchnorm_statistics(model)
             if self.include_batchnorm_statistics
@@ -261,7 +265,7 @@ class WeightEMA(keras.callbacks.Callback):
         built, and the state is created and tracked. The shadows are set to
         the weights inside the step, before its update (`_lazy`).
         """
-        model = self._model
+        model = self._given_model
         _in_step.build_in_step(model, data)
         # A run is in progress from the start (no `assign` in the step).
         self._create_state(running="ones")
@@ -273,7 +277,7 @@ class WeightEMA(keras.callbacks.Callback):
         return self._shadows + [self._step, self._count, self._running]
 
     def _has_state(self):
-        return self._owner is self._model and self._step is not None
+        return self._owner is self._given_model and self._step is not None
 
     def _attach(self):
         """Registers with the in-step seam; the optimizer tracks the state.
@@ -282,7 +286,7 @@ class WeightEMA(keras.callbacks.Callback):
         `Sequential` without `keras.Input` on tensorflow, built by its first
         train step) gets its state inside that step (`_create_lazily`).
         """
-        model = self._model
+        model = self._given_model
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
             return False
@@ -312,6 +316,7 @@ class WeightEMA(keras.callbacks.Callback):
 
     def set_model(self, model):
         super().set_model(model)
+        self._given_model = model
         # Called when `fit` builds its callback list, before any
         # `on_train_begin`: the state must be tracked by then so that a
         # `BackupAndRestore` placed anywhere in the list restores it.
@@ -458,7 +463,7 @@ class WeightEMA(keras.callbacks.Callback):
     # -------------------------------------------------------------- hooks
 
     def on_train_begin(self, logs=None):
-        if not _in_step.is_attached(self._model, self) and not self._attach():
+        if not _in_step.is_attached(self._given_model, self) and not self._attach():
             raise ValueError(
                 "WeightEMA needs a compiled model; use it as a `model.fit()` "
                 "callback."
@@ -469,7 +474,7 @@ class WeightEMA(keras.callbacks.Callback):
         if not self._has_state():
             # Unbuilt model: the state is created by the first train step.
             self._has_average = True
-            _in_step.begin(self._model)
+            _in_step.begin(self._given_model)
             return
         if int(ops.convert_to_numpy(self._running)) == 0:
             # A fresh run (a run restored by BackupAndRestore has 1 here).
@@ -479,11 +484,11 @@ class WeightEMA(keras.callbacks.Callback):
             self._count.assign(0)
             self._running.assign(1)
         self._has_average = True
-        _in_step.begin(self._model)
+        _in_step.begin(self._given_model)
 
     def on_train_end(self, logs=None):
         self._in_fit = False
-        _in_step.release(self._model, self)
+        _in_step.release(self._given_model, self)
         if not self._has_state():  # no step ran
             self._has_average = False
             return
@@ -514,7 +519,7 @@ class WeightEMA(keras.callbacks.Callback):
         if not self._in_fit:
             # `evaluate`/`predict` called `set_model`, which attached the
             # state to the optimizer: leave the optimizer as it was.
-            _in_step.release(self._model, self)
+            _in_step.release(self._given_model, self)
 
     def on_test_begin(self, logs=None):
         self._swap_in()
