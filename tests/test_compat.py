@@ -437,3 +437,27 @@ def test_hook_tuner_build_and_fit_model():
     assert "_build_and_fit_model" in inspect.getsource(
         keras_tuner.Tuner.run_trial
     ), "`keras_tuner.Tuner.run_trial` no longer calls the overridden hook"
+
+
+def test_keras_internals_only_in_compat():
+    # The members above are reached only through kerasreg/_compat.py.
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "kerasreg"
+    pattern = re.compile(
+        r"from keras\.src|import keras\.src|_jax_state|\._value\b"
+        r"|_track_variable|_flatten_layers|_compile_loss|\._tracker\b"
+        r"|\._seed_state\b|\._max_collisions|\._duplicate\(|_init_seed"
+        r"|\._oracle\b|object\.__setattr__"
+    )
+    offenders = [
+        f"{path.relative_to(root)}:{n}: {line.strip()}"
+        for path in sorted(root.rglob("*.py"))
+        if path.name != "_compat.py" or path.parent != root
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offenders == [], "Keras internals outside _compat.py:\n" + "\n".join(
+        offenders
+    )
