@@ -14,13 +14,13 @@ It also holds `float64_scope`, which makes float64 numerics real on jax:
    "float64" array is silently float32. The scope turns it on for its
    duration (thread-locally, `jax.enable_x64(True)`).
 2. Even then, Keras' type promotion (`keras.backend.result_type`) maps
-   float64 to float32 on every backend but TensorFlow
-   (`BIT64_TO_BIT32_DTYPE` in keras/src/backend/common/dtypes.py, "to be
-   aligned with JAX's default"), so ops that promote through it, such as
-   `keras.ops.tanh`, return float32 for float64 inputs and a correct
-   tanh/softmax network fails the check at ~1e-4. Keras has no switch for
-   this, so the scope maps float64 to itself in that table for its
-   duration and restores it on exit.
+   float64 to float32 on every backend but TensorFlow (a table in Keras'
+   internals, "to be aligned with JAX's default"), so ops that promote
+   through it, such as `keras.ops.tanh`, return float32 for float64
+   inputs and a correct tanh/softmax network fails the check at ~1e-4.
+   Keras has no switch for this, so the scope maps float64 to itself in
+   that table for its duration and restores it on exit
+   (`_compat.float64_promotion_kept`).
 
 The scope also sets Keras' `floatx` and global dtype policy to float64, so
 losses built inside it compute in float64, and so do layers that a rebuilt
@@ -31,6 +31,8 @@ import contextlib
 
 import keras
 import numpy as np
+
+from kerasreg import _compat
 
 
 def _backend():
@@ -43,23 +45,6 @@ def _unsupported():
         "'tensorflow' backends. "
         f"Received: backend={_backend()}"
     )
-
-
-@contextlib.contextmanager
-def _keras_keeps_float64():
-    """Stops Keras' type promotion from demoting float64 to float32."""
-    from keras.src.backend.common import dtypes as keras_dtypes
-
-    table = getattr(keras_dtypes, "BIT64_TO_BIT32_DTYPE", None)
-    if not isinstance(table, dict) or "float64" not in table:
-        yield
-        return
-    previous = table["float64"]
-    table["float64"] = "float64"
-    try:
-        yield
-    finally:
-        table["float64"] = previous
 
 
 @contextlib.contextmanager
@@ -76,7 +61,7 @@ def float64_scope():
                 from jax.experimental import enable_x64
 
                 stack.enter_context(enable_x64(True))
-            stack.enter_context(_keras_keeps_float64())
+            stack.enter_context(_compat.float64_promotion_kept())
         previous_policy = keras.config.dtype_policy()
         keras.config.set_floatx("float64")
         keras.config.set_dtype_policy("float64")

@@ -15,7 +15,7 @@ the serialization registry unless `recursive=True`.
   itself, so unregistered custom layers work. `clone_model` reads the
   source's public `compiled` attribute to decide whether to compile the
   clone; it is set to `False` for the duration of the call and restored
-  (`finally`), so nothing is compiled and the compile config (losses,
+  (`_compat.marked_uncompiled`), so nothing is compiled and the compile config (losses,
   metrics) is never deserialized;
 * clones any other (subclassed) model through its config, with the compile
   config dropped, inside a custom-object scope holding every class and
@@ -28,6 +28,8 @@ the serialization registry unless `recursive=True`.
 import types
 
 import keras
+
+from kerasreg import _compat
 
 # The message of `clone_model` for a model that is neither Sequential nor
 # functional (a subclassed model) when `clone_function` is given.
@@ -116,9 +118,7 @@ def clone_uncompiled(model):
     Returns:
         A new `keras.Model`, built when `model` is built, not compiled.
     """
-    compiled = getattr(model, "compiled", False)
-    try:
-        model.compiled = False
+    with _compat.marked_uncompiled(model):
         try:
             clone = keras.models.clone_model(
                 model, clone_function=_clone_layer, recursive=True
@@ -127,8 +127,6 @@ def clone_uncompiled(model):
             if _NOT_A_GRAPH_MODEL not in str(error):
                 raise
             clone = None
-    finally:
-        model.compiled = compiled
     if clone is None:
         clone = from_own_config(model, uncompiled_config(model))
     if model.built and not clone.built:

@@ -7,11 +7,11 @@ and its subclass `SnapshotCallback`, `UpdateRatioMonitor`) go through this
 one module, which keeps, per model:
 
 * **Attached variables.** `attach(model, owner, variables)` makes the
-  model's optimizer track `variables` (`optimizer._track_variable`, the way
-  the optimizer tracks its own slots; Keras has no public way): on jax the
-  trainer then threads them through the jit-compiled step like Adam's
-  moments, and `model.save_weights` (hence `BackupAndRestore`) saves them
-  with the optimizer, so an interrupted run resumes exactly. `release`
+  model's optimizer track `variables` (as the optimizer tracks its own
+  slots, `_compat.track_optimizer_variable`; Keras has no public way): on
+  jax the trainer then threads them through the jit-compiled step like
+  Adam's moments, and `model.save_weights` (hence `BackupAndRestore`) saves
+  them with the optimizer, so an interrupted run resumes exactly. `release`
   untracks them. Variables are appended after the optimizer's own (the
   optimizer is built first), so its own variables keep their positions.
 * **One wrapped train step.** At the first `begin(model)` of a `fit` (from
@@ -54,6 +54,8 @@ import weakref
 
 import keras
 from keras import ops
+
+from kerasreg import _compat
 
 _SEAMS = weakref.WeakKeyDictionary()
 _LOOPS = ("fit", "evaluate", "predict")
@@ -100,31 +102,17 @@ class _Seam:
         tracked = {id(v) for v in self.optimizer.variables}
         for variable in variables:
             if id(variable) not in tracked:
-                self.optimizer._track_variable(variable)
+                _compat.track_optimizer_variable(self.optimizer, variable)
 
     def _untrack(self, variables):
         for variable in variables:
-            self.optimizer._tracker.untrack(variable)
+            _compat.untrack_optimizer_variable(self.optimizer, variable)
 
     def _guard(self, optimizer):
-        seam = self
-        cls = type(optimizer)
-
-        def save_own_variables(store):
-            seam.close_if_abandoned()
-            return cls.save_own_variables(optimizer, store)
-
-        def load_own_variables(store):
-            seam.close_if_abandoned()
-            return cls.load_own_variables(optimizer, store)
-
-        optimizer.save_own_variables = save_own_variables
-        optimizer.load_own_variables = load_own_variables
+        _compat.guard_optimizer_saving(optimizer, self.close_if_abandoned)
 
     def _unguard(self, optimizer):
-        for name in ("save_own_variables", "load_own_variables"):
-            if name in optimizer.__dict__:
-                delattr(optimizer, name)
+        _compat.unguard_optimizer_saving(optimizer)
 
     def set_optimizer(self, optimizer):
         if optimizer is self.optimizer:
@@ -183,28 +171,19 @@ class _Seam:
             and self.cache[0] is original
             and self.cache[2] == key
         ):
-            model.train_function = self.cache[1]
+            _compat.set_train_function(model, self.cache[1])
             self.original = original
             return
-        had_own = "train_step" in model.__dict__
-        own = model.__dict__.get("train_step")
         step = model.train_step
         for _, wrap in wraps:
             step = wrap(step)
-        model.train_step = step
-        try:
-            model.make_train_function(force=True)
-        finally:
-            if had_own:
-                model.train_step = own
-            else:
-                del model.train_step
-        self.cache = (original, model.train_function, key)
+        function = _compat.compile_train_function(model, step)
+        self.cache = (original, function, key)
         self.original = original
 
     def _restore_train_function(self):
         if self.original is not None:
-            self.model.train_function = self.original
+            _compat.set_train_function(self.model, self.original)
             self.original = None
 
     # ------------------------------------------------------------- closing
@@ -338,19 +317,19 @@ class InStepCallback(keras.callbacks.Callback):
     for the backend, and releases the state after an `evaluate` or `predict`
     outside `fit`.
 
-    A subclass implements, for the model `self._target` (the model given to
+    A subclass implements, for the model `self._given_model` (the model given to
     `set_model`; `self.model` syncs the jax training state at each read):
 
     * `_create_state()`: creates the state variables (in
       `self._strategy_scope()`);
-    * `_has_state()`: whether they exist for `self._target`;
+    * `_has_state()`: whether they exist for `self._given_model`;
     * `_state_variables()`: the list of them;
     * `_strategy_scope()`: the model's distribution strategy scope;
     * `_functional_step(train_step)`: wraps a jax `train_step(state, data)`;
     * `_stateful_step(train_step)`: wraps a `train_step(data)` (tensorflow,
       torch), the state existing when the wrapped step runs.
 
-    Its `on_train_begin` calls `_begin_fit()`, then `begin(self._target)`;
+    Its `on_train_begin` calls `_begin_fit()`, then `begin(self._given_model)`;
     its `on_train_end` calls `_end_fit()` (`self._in_fit` is True between
     the two). It may override `_create_state_in_step()` (the state of a
     model built by its first train step; `_create_state()` by default).
@@ -383,12 +362,12 @@ class InStepCallback(keras.callbacks.Callback):
         super().__init__()
         # The model, as given to `set_model` (`self.model` syncs the jax
         # training state each time it is read).
-        self._target = None
+        self._given_model = None
         self._in_fit = False
 
     def set_model(self, model):
         super().set_model(model)
-        self._target = model
+        self._given_model = model
         # Before any `on_train_begin`: the state must be tracked by then so
         # that a `BackupAndRestore` anywhere in the list finds it.
         self._attach()
@@ -400,7 +379,7 @@ class InStepCallback(keras.callbacks.Callback):
         `Sequential` without `keras.Input` on tensorflow, built by its first
         train step) gets its state inside that step (`_create_lazily`).
         """
-        model = self._target
+        model = self._given_model
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
             return False
@@ -427,7 +406,7 @@ class InStepCallback(keras.callbacks.Callback):
         batch's shapes (symbolically, as Keras builds it), the optimizer is
         built, and the state is created and tracked.
         """
-        model = self._target
+        model = self._given_model
         build_in_step(model, data)
         self._create_state_in_step()
         add_variables(model, self, self._state_variables())
@@ -451,7 +430,7 @@ class InStepCallback(keras.callbacks.Callback):
         Attaches it if `set_model` could not (no optimizer yet); raises a
         `ValueError` for a model without optimizer.
         """
-        if not is_attached(self._target, self) and not self._attach():
+        if not is_attached(self._given_model, self) and not self._attach():
             raise ValueError(
                 f"{type(self).__name__} needs a compiled model; use it as a "
                 "`model.fit()` callback."
@@ -461,13 +440,13 @@ class InStepCallback(keras.callbacks.Callback):
     def _end_fit(self):
         """From `on_train_end`: the state is detached from the optimizer."""
         self._in_fit = False
-        release(self._target, self)
+        release(self._given_model, self)
 
     def _end_of_inference(self):
         if not self._in_fit:
             # `evaluate`/`predict` called `set_model`, which attached the
             # state to the optimizer: leave the optimizer as it was.
-            release(self._target, self)
+            release(self._given_model, self)
 
     def on_test_end(self, logs=None):
         self._end_of_inference()

@@ -123,13 +123,13 @@ class UpdateRatioMonitor(_in_step.InStepCallback):
     # ------------------------------------------------------------------ state
 
     def _strategy_scope(self):
-        strategy = getattr(self._target, "distribute_strategy", None)
+        strategy = getattr(self._given_model, "distribute_strategy", None)
         if strategy is None:
             return contextlib.nullcontext()
         return strategy.scope()
 
     def _create_state(self):
-        model = self._target
+        model = self._given_model
         self._measured = list(model.trainable_variables)
         # At least one column: a model without trainable weights measures
         # a zero norm, which is left out.
@@ -151,7 +151,7 @@ class UpdateRatioMonitor(_in_step.InStepCallback):
         return [self._norms, self._steps, self._count]
 
     def _has_state(self):
-        model = self._target
+        model = self._given_model
         return (
             self._owner is model
             and self._norms is not None
@@ -197,7 +197,7 @@ class UpdateRatioMonitor(_in_step.InStepCallback):
 
     def _functional_step(self, train_step):
         """Wraps a jax-style `train_step(state, data)`."""
-        optimizer = self._target.optimizer
+        optimizer = self._given_model.optimizer
         iterations = optimizer.iterations
         if not isinstance(iterations, keras.Variable):
             # Gradient accumulation: `iterations` is computed from the
@@ -205,7 +205,7 @@ class UpdateRatioMonitor(_in_step.InStepCallback):
             iterations = next(
                 v for v in optimizer.variables if v.name == "iteration"
             )
-        positions = functools.partial(_in_step.state_positions, self._target)
+        positions = functools.partial(_in_step.state_positions, self._given_model)
         measured_at = positions(self._measured)
         iteration_at, *buffers_at = positions(
             [iterations, self._norms, self._steps, self._count]
@@ -236,7 +236,7 @@ class UpdateRatioMonitor(_in_step.InStepCallback):
             # Values read before the step (the step's updates come after
             # these reads in the traced function). `ops.copy` reads: on
             # tensorflow `convert_to_tensor` returns the variable itself.
-            iteration = ops.copy(self._target.optimizer.iterations)
+            iteration = ops.copy(self._given_model.optimizer.iterations)
             old = [ops.copy(v) for v in self._measured]
             logs = train_step(data)
 
@@ -261,7 +261,7 @@ class UpdateRatioMonitor(_in_step.InStepCallback):
         """Turns the buffered measurements into records (once per epoch)."""
         if not self._has_state():
             return
-        _sync(self._target)  # jax: a no-op at an epoch's end (Keras synced)
+        _sync(self._given_model)  # jax: a no-op at an epoch's end (Keras synced)
         count = int(ops.convert_to_numpy(self._count))
         if count == 0:
             return
@@ -319,7 +319,7 @@ class UpdateRatioMonitor(_in_step.InStepCallback):
         self._begin_fit()
         if self.log_dir is not None and self._writer is None:
             self._writer = SummaryWriter(self.log_dir)
-        _in_step.begin(self._target)
+        _in_step.begin(self._given_model)
 
     def on_epoch_end(self, epoch, logs=None):
         self._read()

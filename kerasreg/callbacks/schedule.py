@@ -133,6 +133,9 @@ class ScheduleCallback(keras.callbacks.Callback):
 
     def __init__(self, schedule, unit="epoch", verbose=0):
         super().__init__()
+        # The model given to `set_model` (`self.model` syncs the jax
+        # training state each time it is read).
+        self._given_model = None
         if not callable(schedule):
             raise ValueError(
                 "Invalid value received for argument `schedule`. Expected a "
@@ -223,7 +226,7 @@ class ScheduleCallback(keras.callbacks.Callback):
     # -- the in-step seam (unit="step") ----------------------------------
 
     def _strategy_scope(self):
-        strategy = getattr(self._model, "distribute_strategy", None)
+        strategy = getattr(self._given_model, "distribute_strategy", None)
         if strategy is None:
             import contextlib
 
@@ -256,7 +259,7 @@ class ScheduleCallback(keras.callbacks.Callback):
         variables are held before any `BackupAndRestore` restores a backup
         that holds them). False when the model has no float-rate optimizer.
         """
-        model = self._model
+        model = self._given_model
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None or _learning_rate_variable(optimizer) is None:
             return False
@@ -270,6 +273,7 @@ class ScheduleCallback(keras.callbacks.Callback):
 
     def set_model(self, model):
         super().set_model(model)
+        self._given_model = model
         if self.unit == "step":
             self._attach()
 
@@ -284,7 +288,7 @@ class ScheduleCallback(keras.callbacks.Callback):
     def _in_step_wrap(self, train_step):
         """The train step, preceded by setting the learning rate of this
         step from the rate table (for the in-step seam)."""
-        model = self._model
+        model = self._given_model
         optimizer = model.optimizer
         lr = _learning_rate_variable(optimizer)
         iterations = optimizer.iterations
@@ -352,9 +356,9 @@ class ScheduleCallback(keras.callbacks.Callback):
         return float(self._table_values[min(i, _TABLE - 1)])  # as in-step
 
     def _iterations(self):
-        # `self._model`, not `self.model`: on jax that syncs the state (it is
+        # Not `self.model`: on jax that syncs the state (it is
         # synced at epoch boundaries anyway).
-        return int(ops.convert_to_numpy(self._model.optimizer.iterations))
+        return int(ops.convert_to_numpy(self._given_model.optimizer.iterations))
 
     # -- training hooks --------------------------------------------------
 
@@ -376,10 +380,10 @@ class ScheduleCallback(keras.callbacks.Callback):
                 "remove ScheduleCallback."
             )
         if self.unit == "step":
-            if not _in_step.is_attached(self._model, self):
+            if not _in_step.is_attached(self._given_model, self):
                 self._attach()
             self._in_fit = True
-            _in_step.begin(self._model)
+            _in_step.begin(self._given_model)
 
     def on_epoch_begin(self, epoch, logs=None):
         # The training state is attached to the variables at epoch start
@@ -407,7 +411,7 @@ class ScheduleCallback(keras.callbacks.Callback):
         # Only an epoch longer than the table (or of unknown length) needs
         # this: a refill once per `_TABLE` steps.
         if self._refill:
-            model = self._model
+            model = self._given_model
             span = batch + (getattr(model, "steps_per_execution", 1) or 1)
             if self._epoch_first + span > self._table_first + self._table_count:
                 if keras.backend.backend() == "jax":
@@ -428,13 +432,13 @@ class ScheduleCallback(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._in_fit = False
         if self.unit == "step":
-            _in_step.release(self._model, self)
+            _in_step.release(self._given_model, self)
 
     def _end_of_inference(self):
         if self.unit == "step" and not self._in_fit:
             # `evaluate`/`predict` called `set_model`, which attached the
             # table to the optimizer: leave the optimizer as it was.
-            _in_step.release(self._model, self)
+            _in_step.release(self._given_model, self)
 
     def on_test_end(self, logs=None):
         self._end_of_inference()

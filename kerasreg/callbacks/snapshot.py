@@ -449,7 +449,7 @@ class SnapshotCallback(ScheduleCallback):
 
     def _target(self):
         """The model whose weights are snapshot (the trained model)."""
-        return self._model
+        return self._given_model
 
     def _in_step_store(self):
         """Whether snapshots are copied inside the train step (variables)."""
@@ -457,7 +457,7 @@ class SnapshotCallback(ScheduleCallback):
 
     def _create_store(self):
         """Own variable store, created once per (built) model."""
-        model = self._model
+        model = self._given_model
         if self._store_owner is model:
             return False
 
@@ -492,7 +492,7 @@ class SnapshotCallback(ScheduleCallback):
 
     def _in_step_variables(self):
         variables = []
-        if self._own_store and self._store_owner is self._model:
+        if self._own_store and self._store_owner is self._given_model:
             variables += self._store.variables()
         variables += super()._in_step_variables()
         if self._in_step_store():
@@ -504,7 +504,7 @@ class SnapshotCallback(ScheduleCallback):
         while that step is traced, after the original step (which built
         the model and the optimizer), and tracked by the optimizer."""
         self._create_store()
-        _in_step.add_variables(self._model, self, self._store.variables())
+        _in_step.add_variables(self._given_model, self, self._store.variables())
 
     # ----------------------------------------------------- in-step copies
 
@@ -537,7 +537,7 @@ class SnapshotCallback(ScheduleCallback):
     def _functional_snapshot(self, train_step):
         """Wraps a jax-style `train_step(state, data)`: pure update of the
         store's values in the returned state."""
-        model = self._model
+        model = self._given_model
         store = self._store
         positions = functools.partial(_in_step.state_positions, model)
         read = _in_step.read_state
@@ -583,7 +583,7 @@ class SnapshotCallback(ScheduleCallback):
 
     def _stateful_snapshot(self, train_step):
         """Wraps a stateful `train_step(data)` (tensorflow, torch)."""
-        model = self._model
+        model = self._given_model
         iterations = model.optimizer.iterations
 
         def step_with_snapshot(data):
@@ -744,7 +744,7 @@ class SnapshotCallback(ScheduleCallback):
         if self._store.count >= self.n_snapshots:
             return
         if keras.backend.backend() == "jax":
-            self._model.jax_state_sync()
+            self._given_model.jax_state_sync()
         self._store.write(t, self._target())
 
     # ----------------------------------------------------------- results
@@ -765,7 +765,7 @@ class SnapshotCallback(ScheduleCallback):
         With `snapshot_dir`, each access loads them from disk.
         """
         template = self._template
-        if template is None and self._model is not None:
+        if template is None and self._given_model is not None:
             template = self._target()
         return [
             self._store.load(i, template)

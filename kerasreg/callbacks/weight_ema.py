@@ -56,6 +56,7 @@ import keras
 from keras import ops
 
 from kerasreg import _checks
+from kerasreg import _compat
 from kerasreg._cloning import clone_uncompiled
 from kerasreg._registry import register
 from kerasreg.callbacks import _in_step
@@ -64,7 +65,7 @@ from kerasreg.callbacks import _in_step
 def _batchnorm_statistics(model):
     """ids of the moving mean/variance of every BatchNormalization layer."""
     ids = set()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in _compat.sublayers(model):
         if isinstance(layer, keras.layers.BatchNormalization) and layer.built:
             ids.add(id(layer.moving_mean))
             ids.add(id(layer.moving_variance))
@@ -216,7 +217,7 @@ class WeightEMA(_in_step.InStepCallback):
         return strategy.scope()
 
     def _create_state(self, running="zeros"):
-        model = self._model
+        model = self._given_model
         bn_ids = (
             _batchnorm_statistics(model)
             if self.include_batchnorm_statistics
@@ -262,7 +263,7 @@ class WeightEMA(_in_step.InStepCallback):
         return self._shadows + [self._step, self._count, self._running]
 
     def _has_state(self):
-        return self._owner is self._model and self._step is not None
+        return self._owner is self._given_model and self._step is not None
 
     def _in_step_reset(self):
         """The seam closed a `fit` that raised: the run is over."""
@@ -321,7 +322,7 @@ class WeightEMA(_in_step.InStepCallback):
 
     def _functional_step(self, train_step):
         """Wraps a jax-style `train_step(state, data)`."""
-        positions = functools.partial(_in_step.state_positions, self._target)
+        positions = functools.partial(_in_step.state_positions, self._given_model)
         weights_at = positions(self._averaged)
         shadows_at = positions(self._shadows)
         step_at, count_at = positions([self._step, self._count])
@@ -384,7 +385,7 @@ class WeightEMA(_in_step.InStepCallback):
         if not self._has_state():
             # Unbuilt model: the state is created by the first train step.
             self._has_average = True
-            _in_step.begin(self._model)
+            _in_step.begin(self._given_model)
             return
         if int(ops.convert_to_numpy(self._running)) == 0:
             # A fresh run (a run restored by BackupAndRestore has 1 here).
@@ -394,7 +395,7 @@ class WeightEMA(_in_step.InStepCallback):
             self._count.assign(0)
             self._running.assign(1)
         self._has_average = True
-        _in_step.begin(self._model)
+        _in_step.begin(self._given_model)
 
     def on_train_end(self, logs=None):
         self._end_fit()

@@ -2,6 +2,8 @@
 
 import keras
 
+from kerasreg import _compat
+
 
 def switch_off_dropout(model):
     """Zeroes the rate of every dropout-like layer of `model`, in place.
@@ -14,7 +16,7 @@ def switch_off_dropout(model):
     """
     for layer in _layers(model):
         if isinstance(layer, keras.layers.GaussianNoise):
-            layer.stddev = 0.0
+            _compat.set_noise_stddev(layer, 0.0)
         elif isinstance(
             layer,
             (
@@ -25,7 +27,7 @@ def switch_off_dropout(model):
         ) or (
             type(layer).__name__.endswith("Dropout") and hasattr(layer, "rate")
         ):
-            layer.rate = 0.0
+            _compat.set_dropout_rate(layer, 0.0)
         if isinstance(getattr(layer, "mc", None), bool):
             layer.mc = False
 

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from kerasreg import _checks
+from kerasreg import _compat
 from kerasreg.diagnostics._dropout import switch_off_dropout
 
 _NAME_FORMS = {
@@ -221,7 +222,7 @@ def _regularizers(model):
     weight = [v for v in model.trainable_weights if v.regularizer is not None]
     activity = [
         layer
-        for layer in model._flatten_layers(include_self=True)
+        for layer in _compat.sublayers(model)
         if getattr(layer, "activity_regularizer", None) is not None
     ]
     return weight, activity
@@ -235,10 +236,11 @@ def _set_regularization(model, factor):
             None if factor == 0 else _ScaledRegularizer(v.regularizer, factor)
         )
     for layer in activity:
-        layer.activity_regularizer = (
+        _compat.set_activity_regularizer(
+            layer,
             None
             if factor == 0
-            else _ScaledRegularizer(layer.activity_regularizer, factor)
+            else _ScaledRegularizer(layer.activity_regularizer, factor),
         )
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from kerasreg import _checks
+from kerasreg import _compat
 from kerasreg._cloning import clone_uncompiled
 from kerasreg.layers.batch_normalization import cumulative_momentum
 from kerasreg.layers.batch_normalization import reset_moving_statistics
@@ -113,7 +114,7 @@ def average_weights(models, weights=None):
 def _batchnorm_layers(model):
     return [
         layer
-        for layer in model._flatten_layers(include_self=True, recursive=True)
+        for layer in _compat.sublayers(model)
         if isinstance(layer, keras.layers.BatchNormalization) and layer.built
     ]
 
@@ -234,7 +235,7 @@ def recompute_batchnorm(model, x, batch_size=128, steps=None):
             if steps is not None and seen >= steps:
                 break
             for layer in layers:
-                layer.momentum = cumulative_momentum(seen)
+                _compat.set_batchnorm_momentum(layer, cumulative_momentum(seen))
             model(batch, training=True)
             seen += 1
         if seen == 0:
@@ -248,7 +249,7 @@ def recompute_batchnorm(model, x, batch_size=128, steps=None):
         raise
     finally:
         for layer, momentum in zip(layers, saved_momentum):
-            layer.momentum = momentum
+            _compat.set_batchnorm_momentum(layer, momentum)
         for variable, value in zip(others, saved_others):
             variable.assign(value)
     return model

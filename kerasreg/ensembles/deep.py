@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from kerasreg import _checks
+from kerasreg import _compat
 from kerasreg._registry import register
 from kerasreg.ensembles.combine import check_combine
 from kerasreg.ensembles.combine import check_probabilities
@@ -343,7 +344,7 @@ class DeepEnsemble(keras.Model):
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        compiled_loss = self._compile_loss
+        compiled_loss = _compat.compiled_loss(self)
         if compiled_loss is None:
             return super().compute_loss(
                 x=x,

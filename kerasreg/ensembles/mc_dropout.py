@@ -24,13 +24,13 @@ Design notes
   this way (subclassed models) fall back to tiling the input.
 """
 
-import contextlib
 import types
 
 import keras
 from keras import ops
 
 from kerasreg import _checks
+from kerasreg import _compat
 from kerasreg._registry import register
 from kerasreg._wrapper import ModelWrapper
 from kerasreg.ensembles.combine import check_probabilities
@@ -69,7 +69,6 @@ def _has_dropout(layer):
     )
 
 
-@contextlib.contextmanager
 def _dropout_active(layers):
     """Makes `layers` drop whatever `training` they are called with."""
 
@@ -81,13 +80,7 @@ def _dropout_active(layers):
 
         return call
 
-    for layer in layers:
-        object.__setattr__(layer, "call", active_call(layer))
-    try:
-        yield
-    finally:
-        for layer in layers:
-            object.__delattr__(layer, "call")
+    return _compat.replaced_calls(layers, active_call)
 
 
 def _tile(x, n):

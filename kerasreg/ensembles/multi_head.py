@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from kerasreg import _checks
+from kerasreg import _compat
 from kerasreg._registry import register
 from kerasreg.ensembles.combine import check_combine
 from kerasreg.ensembles.combine import combine_outputs
@@ -207,9 +208,10 @@ class MultiHeadEnsemble(keras.Model):
             sample_weight=sample_weight,
             training=training,
         )
-        if self._compile_loss is not None:
+        compiled_loss = _compat.compiled_loss(self)
+        if compiled_loss is not None:
             for i in range(1, self.n_heads):
-                loss = self._compile_loss(y, y_pred[:, i], sample_weight)
+                loss = compiled_loss(y, y_pred[:, i], sample_weight)
                 if loss is not None:
                     total = total + loss
         return total

@@ -31,6 +31,7 @@ import keras
 from keras import ops
 
 from kerasreg import _checks
+from kerasreg import _compat
 from kerasreg._registry import register
 from kerasreg._wrapper import ModelWrapper
 from kerasreg.callbacks.snapshot import FileStore
@@ -405,7 +406,7 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
         model = average_weights(members)
         has_bn = any(
             isinstance(layer, keras.layers.BatchNormalization)
-            for layer in model._flatten_layers(include_self=False)
+            for layer in _compat.sublayers(model, include_self=False)
         )
         if has_bn:
             if x is None:

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from kerasreg import _checks
+from kerasreg import _compat
 
 _KERNEL_LAYERS = (
     keras.layers.Dense,
@@ -83,33 +84,24 @@ def _kernel_layers(model):
     # Recursive so that Dense/Conv layers inside nested models are found.
     return [
         layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in _compat.sublayers(model, include_self=False)
         if isinstance(layer, _KERNEL_LAYERS)
     ]
 
 
-class _CallSpy:
-    """Temporarily wraps `layer.call` to record the inputs it receives."""
+def _call_spy(layers, on_call):
+    """Temporarily wraps each layer's `call` to record the inputs it receives."""
 
-    def __init__(self, layers, on_call):
-        self.layers = layers
-        self.on_call = on_call
+    def make_spy(layer):
+        original = layer.call
 
-    def __enter__(self):
-        for layer in self.layers:
-            original = layer.call
+        def spy(inputs, *args, **kwargs):
+            on_call(layer, inputs)
+            return original(inputs, *args, **kwargs)
 
-            def spy(inputs, *args, _layer=layer, _original=original, **kwargs):
-                self.on_call(_layer, inputs)
-                return _original(inputs, *args, **kwargs)
+        return spy
 
-            object.__setattr__(layer, "call", spy)
-        return self
-
-    def __exit__(self, *exc):
-        for layer in self.layers:
-            object.__delattr__(layer, "call")
-        return False
+    return _compat.replaced_calls(layers, make_spy)
 
 
 def _forward(model, x):
@@ -123,7 +115,7 @@ def _layer_input(model, layer, x):
         if not captured:
             captured.append(inputs)
 
-    with _CallSpy([layer], record):
+    with _call_spy([layer], record):
         _forward(model, x)
     if not captured:
         raise ValueError(
@@ -136,12 +128,8 @@ def _layer_input(model, layer, x):
 def _pre_activation_variance(layer, inputs):
     # The layer's own linear op (x @ kernel + bias, or the convolution),
     # with its activation switched off for the measurement.
-    activation = layer.activation
-    layer.activation = keras.activations.linear
-    try:
+    with _compat.switched_activation(layer, keras.activations.linear):
         outputs = layer(inputs, training=False)
-    finally:
-        layer.activation = activation
     return float(np.var(keras.ops.convert_to_numpy(outputs).astype("float64")))
 
 
@@ -216,7 +204,9 @@ def lsuv(model, x, tol=0.1, max_iter=10, seed=None):
         _forward(model, x)
     layers = _kernel_layers(model)
     if not layers:
-        names = [layer.name for layer in model._flatten_layers(include_self=False)]
+        names = [
+            layer.name for layer in _compat.sublayers(model, include_self=False)
+        ]
         raise ValueError(
             "Invalid value received for argument `model`. Expected a model "
             "with at least one Dense or Conv layer. "
@@ -230,7 +220,7 @@ def lsuv(model, x, tol=0.1, max_iter=10, seed=None):
         if layer not in order:
             order.append(layer)
 
-    with _CallSpy(layers, record_order):
+    with _call_spy(layers, record_order):
         _forward(model, x)
     order += [layer for layer in layers if layer not in order]
 

@@ -42,10 +42,6 @@ def _check_mode(mode):
     return mode
 
 
-def _seed_config(seed):
-    return keras.saving.serialize_keras_object(seed)
-
-
 class _FixedVarianceScaling(keras.initializers.VarianceScaling):
     """`VarianceScaling` with a fixed scale and distribution (internal)."""
 
@@ -61,7 +57,8 @@ class _FixedVarianceScaling(keras.initializers.VarianceScaling):
         )
 
     def get_config(self):
-        base_config = {"seed": _seed_config(self._init_seed)}
+        # The seed as Keras serializes it (its own `get_config`).
+        base_config = {"seed": super().get_config()["seed"]}
         config = {"mode": self.mode}
         return {**base_config, **config}
 
@@ -151,7 +148,7 @@ class _FanInOnly(_FixedVarianceScaling):
         super().__init__(mode="fan_in", seed=seed)
 
     def get_config(self):
-        return {"seed": _seed_config(self._init_seed)}
+        return {"seed": super().get_config()["seed"]}
 
 
 @register
@@ -257,6 +254,7 @@ class ScaledNormal(keras.initializers.RandomNormal):
         super().__init__(mean=0.0, stddev=float(stddev), seed=seed)
 
     def get_config(self):
-        base_config = {"seed": _seed_config(self._init_seed)}
+        # The seed as Keras serializes it (its own `get_config`).
+        base_config = {"seed": super().get_config()["seed"]}
         config = {"stddev": self.stddev}
         return {**base_config, **config}

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from kerasreg import _checks
+from kerasreg import _compat
 from kerasreg._registry import register
 
 
@@ -279,15 +280,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
             )
         self._momentum = value
         if value is None and self.built and self.num_batches_tracked is None:
-            # Keras locks a layer's state once it is built; it unlocks it the
-            # same way to add variables later (`Dense.quantize`).
-            locked = self._tracker.locked
-            self._tracker.unlock()
-            try:
+            # Keras locks a layer's state once it is built.
+            with _compat.unlocked_state(self):
                 self._add_counter()
-            finally:
-                if locked:
-                    self._tracker.lock()
 
     def _add_counter(self):
         self.num_batches_tracked = self.add_weight(

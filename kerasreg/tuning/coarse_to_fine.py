@@ -15,6 +15,7 @@ from keras_tuner.engine import hyperparameters as hp_module
 from keras_tuner.engine import trial as trial_module
 
 from kerasreg import _checks
+from kerasreg import _compat
 from kerasreg._compat import local_oracle
 from kerasreg._trials import BOOKKEEPING_PREFIX
 from kerasreg._trials import CARRIED_KEY
@@ -158,7 +159,8 @@ class CoarseToFineOracle(keras_tuner.Oracle):
         if seed is not None:
             # Keras Tuner's Oracle takes `seed or random.randint(...)`, so
             # seed=0 would give an unseeded search.
-            self.seed = self._seed_state = int(seed)
+            self.seed = int(seed)
+            _compat.set_oracle_seed_state(self, self.seed)
         self.stages = stages
         self.top_k = top_k
         self.margin = float(margin)
@@ -319,13 +321,14 @@ class CoarseToFineOracle(keras_tuner.Oracle):
         # `random.Random(seed)` for consecutive seeds, which fails a
         # Kolmogorov-Smirnov test over 2000 draws; one numpy stream per draw,
         # keyed on (seed, counter), does not and stays resumable.
-        draw = np.random.default_rng([self.seed, self._seed_state]).random()
-        self._seed_state += 1
+        state = _compat.oracle_seed_state(self)
+        draw = np.random.default_rng([self.seed, state]).random()
+        _compat.set_oracle_seed_state(self, state + 1)
         return float(draw)
 
     def _sample_values(self, ranges):
         hps = None
-        for _ in range(self._max_collisions + 1):
+        for _ in range(_compat.oracle_max_collisions(self) + 1):
             hps = hp_module.HyperParameters()
             for hp in self.hyperparameters.space:
                 hps.merge([hp])
@@ -341,7 +344,7 @@ class CoarseToFineOracle(keras_tuner.Oracle):
                     if isinstance(hp, hp_module.Float) and hp.step is not None:
                         value = self._snap_float(hp, value)
                 hps.values[hp.name] = value
-            if not self._duplicate(hps.values):
+            if not _compat.oracle_has_tried(self, hps.values):
                 break
         return hps.values
 
