@@ -17,7 +17,9 @@ QUICK_MAX_TRAIN = 2000
 QUICK_MAX_VAL = 500
 # Stage 4's snapshots (cycles of the cyclic cosine rate).
 SNAPSHOTS = 5
-# Stage 5's ensemble of the best trials.
+# Stage 5's deep ensemble.
+DEEP_MEMBERS = 5
+# Stage 6's ensemble of the best trials.
 TUNE_TOP_K = 3
 
 # The stages, in order: (name of the function in `kerasreg.demo.stages`,
@@ -34,6 +36,12 @@ STAGES = (
     (
         "snapshot",
         f"SnapshotEnsemble (M={SNAPSHOTS}) and its parameter-averaged model",
+        False,
+    ),
+    (
+        "deep_ensemble",
+        f"DeepEnsemble (M={DEEP_MEMBERS}), fused training, "
+        "then temperature scaling",
         False,
     ),
     (
