@@ -145,7 +145,7 @@ def snapshot(ctx):
 
 
 def deep_ensemble(ctx):
-    """Stage 5: DeepEnsemble (M=5) of the stage-2 model, temperature-scaled.
+    """Stage 5: DeepEnsemble (M=3) of the stage-2 model, temperature-scaled.
 
     `plan.DEEP_MEMBERS` copies of the stage-2 model, each from its own
     initialization (`DEEP_SEED_OFFSET` apart), trained together in one fused
