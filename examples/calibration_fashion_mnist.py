@@ -18,7 +18,8 @@ Each is scored raw and after temperature scaling (Guo et al. 2017), with T
 fitted on the validation split (`kerasreg.calibration.optimal_temperature`):
 test accuracy, NLL, ECE (15 bins), Brier score, the temperature, training
 and test-prediction seconds. Prints a markdown table and the load average,
-writes the table as JSON and two reliability diagrams (raw, scaled) to --out.
+writes the table as JSON and two reliability diagrams (raw, scaled) to --out
+(calibration_<dataset>_<backend>.json, .png and _scaled.png).
 
 Run: python examples/calibration_fashion_mnist.py [--quick]
          [--dataset {digits,fashion_mnist}] [--epochs 15] [--members 5]
@@ -186,7 +187,7 @@ def main():
           f"{load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f}")
 
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"calibration_{dataset}")
+    stem = os.path.join(args.out, f"calibration_{dataset}_{backend}")
     for probs, suffix, title in (
             (raw_probs, "", "raw"),
             (scaled_probs, "_scaled", "temperature-scaled")):

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -120,7 +121,8 @@ def test_calibration_example_on_fashion_mnist(tmp_path, fashion_mnist_dir):
     # 2560 fixture images: 1/6 for validation (the 10,000 of 60,000).
     assert "fashion_mnist: 2134 train, 426 validation, 256 test" in result.stdout
     assert "| method | test acc | NLL | NLL (T) |" in result.stdout
-    report = json.loads((out / "calibration_fashion_mnist.json").read_text())
+    stem = f"calibration_fashion_mnist_{keras.backend.backend()}"
+    report = json.loads((out / f"{stem}.json").read_text())
     assert list(report["results"]) == [
         "single model", "MC dropout (3 passes)",
         "DeepEnsemble (M=2, fused)", "SnapshotEnsemble (M=2)",
@@ -132,8 +134,7 @@ def test_calibration_example_on_fashion_mnist(tmp_path, fashion_mnist_dir):
         # Scaling changes no predicted class.
         assert row["raw"]["accuracy"] == row["scaled"]["accuracy"], name
         assert np.isfinite(row["scaled"]["nll"]), name
-    for name in ("calibration_fashion_mnist.png",
-                 "calibration_fashion_mnist_scaled.png"):
+    for name in (f"{stem}.png", f"{stem}_scaled.png"):
         assert (out / name).stat().st_size > 0, name
 
 
