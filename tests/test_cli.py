@@ -280,12 +280,15 @@ def test_demo_quick_writes_results_json(tmp_path, capsys):
         "+ WeightEMA (EMA weights)",
         "SnapshotEnsemble (M=5)",
         "snapshot weights averaged, BN re-estimated",
+        f"DeepEnsemble (M={demo.plan.DEEP_MEMBERS})",
+        f"+ temperature scaling (T={report['results'][-1]['temperature']:.2f})",
     ]
     for row in report["results"]:
         # Two epochs of SGD on digits beat chance (0.1) by far.
         assert 0.5 < row["test_accuracy"] <= 1.0, row
         assert row["nll"] > 0 and 0 <= row["ece"] <= 1
-        if row["method"] != methods[-1]:  # the average has no curves
+        # The snapshots' average and the scaled ensemble have no curves.
+        if row["method"] not in (methods[4], methods[6]):
             assert len(report["histories"][row["method"]]["val_loss"]) == 2
     for name in ("results.json", "learning_curves.png", "schedules.png"):
         assert (out / name).stat().st_size > 0, name

@@ -15,12 +15,14 @@ whole suite has a 10-minute budget per backend.
 """
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -99,6 +101,41 @@ def test_example_runs_quick(script, tmp_path, fashion_mnist_dir):
         assert line.endswith(f"from KERASREG_DATA_DIR ({fashion_mnist_dir})")
     if "tune_fashion_mnist" in source:
         assert sources, f"{script.name} printed no Fashion-MNIST source"
+
+
+@pytest.mark.example
+def test_calibration_example_on_fashion_mnist(tmp_path, fashion_mnist_dir):
+    # The Fashion-MNIST path (the fixture), with the sizes given by options:
+    # one row per method, scored raw and temperature-scaled, two diagrams.
+    out = tmp_path / "out"
+    command = [
+        sys.executable, str(EXAMPLES_DIR / "calibration_fashion_mnist.py"),
+        "--quick", "--dataset", "fashion_mnist", "--epochs", "1",
+        "--members", "2", "--snapshots", "2", "--mc-samples", "3",
+        "--out", str(out),
+    ]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
+                            env=_environment(fashion_mnist_dir),
+                            timeout=DEFAULT_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 2560 fixture images: 1/6 for validation (the 10,000 of 60,000).
+    assert "fashion_mnist: 2134 train, 426 validation, 256 test" in result.stdout
+    assert "| method | test acc | NLL | NLL (T) |" in result.stdout
+    stem = f"calibration_fashion_mnist_{keras.backend.backend()}"
+    report = json.loads((out / f"{stem}.json").read_text())
+    assert list(report["results"]) == [
+        "single model", "MC dropout (3 passes)",
+        "DeepEnsemble (M=2, fused)", "SnapshotEnsemble (M=2)",
+    ]
+    for name, row in report["results"].items():
+        assert row["temperature"] > 0, name
+        for scores in (row["raw"], row["scaled"]):
+            assert set(scores) == {"accuracy", "nll", "ece", "brier"}, name
+        # Scaling changes no predicted class.
+        assert row["raw"]["accuracy"] == row["scaled"]["accuracy"], name
+        assert np.isfinite(row["scaled"]["nll"]), name
+    for name in (f"{stem}.png", f"{stem}_scaled.png"):
+        assert (out / name).stat().st_size > 0, name
 
 
 def test_examples_are_found():

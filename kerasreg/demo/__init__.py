@@ -17,7 +17,10 @@ Stages:
 4. `SnapshotEnsemble` (M=5) of the stage-2 model (cyclic cosine rate), and
    the single model with the snapshots' averaged parameters (BatchNorm
    statistics re-estimated on the training inputs);
-5. (`needs_tune`, skipped by `--no-tune`) a short `CoarseToFine` search of
+5. `DeepEnsemble` (M=3) of the stage-2 model, its members trained together
+   in one fused step, then temperature-scaled on the validation split
+   (`kerasreg.calibration.fit_temperature`);
+6. (`needs_tune`, skipped by `--no-tune`) a short `CoarseToFine` search of
    the learning rate and the L2 strength of the stage-2 model, the best
    trial and the top-3 trials as an `Ensemble.from_tuner`.
 

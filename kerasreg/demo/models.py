@@ -72,14 +72,14 @@ def regularized_model(ctx, dropout=DROPOUT_RATE, seed_offset=0, l2=0.0):
 
 
 def step_schedule(ctx):
-    """The stage-2 schedule: the rate times `STEP_DROP_FACTOR`, three times."""
+    """The schedule of stages 2, 3 and 5: the rate times `STEP_DROP_FACTOR`, three times."""
     from kerasreg.schedules import StepDecay
 
     return StepDecay(
         LEARNING_RATE,
         drop_factor=STEP_DROP_FACTOR,
         drop_every=max(1, -(-ctx.epochs // 4)),
-        name="step decay (stages 2-3)",
+        name="step decay (stages 2, 3, 5)",
     )
 
 
