@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from kerasreg import _checks
+from kerasreg._cloning import clone_uncompiled
 from kerasreg._registry import register
 from kerasreg.ensembles.combine import check_combine
 from kerasreg.ensembles.combine import check_probabilities
@@ -253,7 +254,8 @@ class DeepEnsemble(keras.Model):
         if not from_logits and not prebuilt:
             _check_probabilities(members)
         super().__init__(name=name, **kwargs)
-        self.members = members
+        # The live members, trained in place (`members` hands out copies).
+        self._branches = members
         self.n_members = n_members
         self.bootstrap = bootstrap
         self.combine = combine
@@ -268,14 +270,14 @@ class DeepEnsemble(keras.Model):
                 seed, name="bootstrap_seed_generator"
             )
         self._member_rank = None
-        if all(m.built for m in self.members):
-            shapes = _io_shapes(self.members[0])
+        if all(m.built for m in self._branches):
+            shapes = _io_shapes(self._branches[0])
             if shapes is not None:
                 self._member_rank = len(shapes[1][0]) + 1
             self.built = True
 
     def build(self, input_shape):
-        for m in self.members:
+        for m in self._branches:
             if not m.built:
                 out = m(_symbolic(input_shape))
                 self._member_rank = len(out.shape)
@@ -284,7 +286,7 @@ class DeepEnsemble(keras.Model):
     # Forward pass ---------------------------------------------------------
 
     def _member_outputs(self, inputs, training=None):
-        outputs = [m(inputs, training=training) for m in self.members]
+        outputs = [m(inputs, training=training) for m in self._branches]
         self._member_rank = len(outputs[0].shape)
         return outputs
 
@@ -368,7 +370,7 @@ class DeepEnsemble(keras.Model):
         for i in range(self.n_members):
             loss = compiled_loss(y, y_pred[:, i], weights[i])
             member_losses.append(loss)
-            own = self._regularization(self.members[i].losses)
+            own = self._regularization(self._branches[i].losses)
             logged = loss if own is None else loss + own
             self.member_loss_trackers[i].update_state(
                 logged, sample_weight=batch
@@ -417,6 +419,30 @@ class DeepEnsemble(keras.Model):
         # Evaluation does not run the members separately: no member losses.
         names = {t.name for t in self.member_loss_trackers}
         return {k: v for k, v in logs.items() if k not in names}
+
+    # Members ---------------------------------------------------------------
+
+    @property
+    def members(self):
+        """The members, as standalone Keras models (new copies at each access).
+
+        Each is a new, uncompiled model with the member's architecture and its
+        current state (weights, and the random-seed states of its dropout
+        layers), sharing no variable with the ensemble: it does not change
+        when the ensemble trains on, and can be compiled, fitted, saved
+        (`.keras`), averaged (`kerasreg.ensembles.average_weights`) or
+        combined (`kerasreg.Ensemble`) on its own.
+
+        Returns:
+            A list of `n_members` Keras models.
+        """
+        return [_standalone(m) for m in self._branches]
+
+    def __dir__(self):
+        # Keras saving walks `dir(model)` and reads every attribute: `members`
+        # would make throwaway copies there (saved twice, loaded into
+        # nothing). The live members are saved under `_branches`.
+        return [name for name in super().__dir__() if name != "members"]
 
     # Inference ------------------------------------------------------------
 
@@ -467,7 +493,8 @@ class DeepEnsemble(keras.Model):
         base_config = super().get_config()
         config = {
             "members": [
-                keras.saving.serialize_keras_object(m) for m in self.members
+                keras.saving.serialize_keras_object(m)
+                for m in self._branches
             ],
             "bootstrap": self.bootstrap,
             "combine": self.combine,
@@ -487,6 +514,16 @@ class DeepEnsemble(keras.Model):
         ]
         config.pop("n_members", None)
         return cls(_Prebuilt(members), n_members=len(members), **config)
+
+
+def _standalone(model):
+    """A copy of `model` (architecture and state) sharing no variable."""
+    copy = clone_uncompiled(model)
+    for target, source in zip(copy.variables, model.variables, strict=True):
+        # Through numpy: on jax, assigning the array itself would share its
+        # buffer, which the ensemble's next train step donates (deletes).
+        target.assign(ops.convert_to_numpy(source))
+    return copy
 
 
 def _check_probabilities(members):
