@@ -9,11 +9,12 @@ from keras import ops
 from kerasreg import _checks
 from kerasreg._cloning import clone_uncompiled
 from kerasreg._registry import register
+from kerasreg.ensembles.combine import FusedOutputs
 from kerasreg.ensembles.combine import check_combine
-from kerasreg.ensembles.combine import check_probabilities
-from kerasreg.ensembles.combine import combine_probabilities
-from kerasreg.ensembles.combine import to_probabilities
-from kerasreg.ensembles.ensemble import stacked_predict
+from kerasreg.ensembles.ensemble import MemberPredictions
+from kerasreg.ensembles.ensemble import check_probability_outputs
+from kerasreg.ensembles.ensemble import deserialize_models
+from kerasreg.ensembles.ensemble import serialize_models
 from kerasreg.ensembles.ensemble import _io_shapes
 from kerasreg.ensembles.ensemble import _symbolic
 
@@ -136,7 +137,7 @@ def _build_members(build_fn, n_members, seed):
 
 
 @register
-class DeepEnsemble(keras.Model):
+class DeepEnsemble(FusedOutputs, MemberPredictions, keras.Model):
     """A deep ensemble whose members are trained together, in one step.
 
     A deep ensemble (Lakshminarayanan et al., 2017, "Simple and scalable
@@ -210,10 +211,11 @@ class DeepEnsemble(keras.Model):
     import keras
     from kerasreg import DeepEnsemble
 
-    def build():
+    def build():  # a new, uncompiled model at each call
         return keras.Sequential([
             keras.Input((8,)),
             keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(0.2),
             keras.layers.Dense(3, activation="softmax"),
         ])
 
@@ -251,8 +253,9 @@ class DeepEnsemble(keras.Model):
         members = _build_members(
             build_fn, n_members, None if prebuilt else seed
         )
-        if not from_logits and not prebuilt:
-            _check_probabilities(members)
+        if not prebuilt:
+            for i, m in enumerate(members):
+                check_probability_outputs(m, i, from_logits, "build_fn")
         super().__init__(name=name, **kwargs)
         # The live members, trained in place (`members` hands out copies).
         self._branches = members
@@ -269,58 +272,23 @@ class DeepEnsemble(keras.Model):
             self.bootstrap_seed_generator = keras.random.SeedGenerator(
                 seed, name="bootstrap_seed_generator"
             )
-        self._member_rank = None
         if all(m.built for m in self._branches):
             shapes = _io_shapes(self._branches[0])
             if shapes is not None:
-                self._member_rank = len(shapes[1][0]) + 1
+                self._output_rank = len(shapes[1][0]) + 1
             self.built = True
 
     def build(self, input_shape):
         for m in self._branches:
             if not m.built:
                 out = m(_symbolic(input_shape))
-                self._member_rank = len(out.shape)
+                self._output_rank = len(out.shape)
         self.built = True
 
     # Forward pass ---------------------------------------------------------
 
     def _member_outputs(self, inputs, training=None):
-        outputs = [m(inputs, training=training) for m in self._branches]
-        self._member_rank = len(outputs[0].shape)
-        return outputs
-
-    def _member_probabilities(self, inputs, training=None):
-        outputs = self._member_outputs(inputs, training=training)
-        return ops.stack(
-            [to_probabilities(o, self.from_logits) for o in outputs], axis=0
-        )
-
-    def _combine(self, outputs):
-        """Members' raw outputs (list, or stacked on axis 1) -> combined."""
-        if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs[:, i] for i in range(self.n_members)]
-        stacked = ops.stack(
-            [to_probabilities(o, self.from_logits) for o in outputs], axis=0
-        )
-        combined = combine_probabilities(stacked, self.combine)
-        if outputs[0].shape[-1] == 1:
-            return combined[..., 1:]
-        return combined
-
-    def call(self, inputs, training=None):
-        outputs = self._member_outputs(inputs, training=training)
-        if training:
-            # The members' raw outputs, stacked on axis 1 (batch first), so
-            # that `compute_loss` scores each member against the labels.
-            return ops.stack(outputs, axis=1)
-        return self._combine(outputs)
-
-    def _is_stacked(self, y_pred):
-        return (
-            self._member_rank is not None
-            and len(y_pred.shape) == self._member_rank + 1
-        )
+        return [m(inputs, training=training) for m in self._branches]
 
     # Training -------------------------------------------------------------
 
@@ -420,7 +388,7 @@ class DeepEnsemble(keras.Model):
         names = {t.name for t in self.member_loss_trackers}
         return {k: v for k, v in logs.items() if k not in names}
 
-    # Members ---------------------------------------------------------------
+    # Members (`member_predictions`: `MemberPredictions`) ---------------------
 
     @property
     def members(self):
@@ -443,24 +411,6 @@ class DeepEnsemble(keras.Model):
         # would make throwaway copies there (saved twice, loaded into
         # nothing). The live members are saved under `_branches`.
         return [name for name in super().__dir__() if name != "members"]
-
-    # Inference ------------------------------------------------------------
-
-    def member_predictions(self, x, batch_size=None, verbose=0):
-        """Each member's class probabilities, computed in one fused pass.
-
-        Args:
-            x: Input data, as for `predict`.
-            batch_size: Integer, rows per batch. Defaults to `None` (32).
-            verbose: Verbosity of the prediction loop. Defaults to `0`.
-
-        Returns:
-            A numpy array of shape `(n_members, N, classes)` (two columns,
-            `[1 - p, p]`, for members with one sigmoid output).
-        """
-        return stacked_predict(
-            self, "_member_probabilities", x, batch_size, verbose
-        )
 
     # Serialization --------------------------------------------------------
 
@@ -492,10 +442,7 @@ class DeepEnsemble(keras.Model):
     def get_config(self):
         base_config = super().get_config()
         config = {
-            "members": [
-                keras.saving.serialize_keras_object(m)
-                for m in self._branches
-            ],
+            "members": serialize_models(self._branches),
             "bootstrap": self.bootstrap,
             "combine": self.combine,
             "seed": self.seed,
@@ -506,12 +453,7 @@ class DeepEnsemble(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        members = [
-            keras.saving.deserialize_keras_object(
-                c, custom_objects=custom_objects
-            )
-            for c in config.pop("members")
-        ]
+        members = deserialize_models(config.pop("members"), custom_objects)
         config.pop("n_members", None)
         return cls(_Prebuilt(members), n_members=len(members), **config)
 
@@ -524,9 +466,3 @@ def _standalone(model):
         # buffer, which the ensemble's next train step donates (deletes).
         target.assign(ops.convert_to_numpy(source))
     return copy
-
-
-def _check_probabilities(members):
-    """Refuses members that visibly output logits (probe as `Ensemble`)."""
-    for i, m in enumerate(members):
-        check_probabilities(m, f"member {i} ('{m.name}')", "build_fn")
