@@ -228,7 +228,7 @@ class DeepEnsemble(FusedOutputs, MemberPredictions, keras.Model):
     print(sorted(history.history))  # accuracy, loss, loss_member_0..3
     probs = ens.predict(x, verbose=0)           # (64, 3), members combined
     per_member = ens.member_predictions(x)      # (4, 64, 3)
-    first = ens.members[0]                      # a plain Keras model
+    first = ens.members[0]       # a standalone copy, uncompiled
     ```
     """
 
