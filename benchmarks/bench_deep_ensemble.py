@@ -9,6 +9,13 @@ sequential; targets <= 0.5 (tensorflow CPU), <= 1.0 (jax CPU).
 
 Fusion strategy measured: "branches" (the only one implemented): the members
 are called on the same input inside one graph, the step sums their losses.
+A stacked-weights prototype (member axis on the activations, the first Dense
+as one wide matmul against the members' kernels side by side, the next ones
+as one batched einsum; BatchNormalization and Dropout per member slice) was
+measured on jax CPU at 1.13x the branch graph's time per epoch (0.93x in a
+shorter run; all within the noise of a loaded machine) and its batched
+matmuls at up to 2x the time of per-member matmuls: XLA CPU is compute-bound
+here, stacking saves no arithmetic, so it was not shipped (issue 14).
 
 Accuracy: on scikit-learn's digits, the fused ensemble against five members
 trained separately from the same initial weights on the same batches (they
@@ -52,13 +59,8 @@ def _compile(model):
 def _pair(build, seed=0):
     """A fused DeepEnsemble and separate copies of its members (same state)."""
     fused = kerasreg.DeepEnsemble(build, n_members=N_MEMBERS, seed=seed)
-    separate = []
-    for member in fused.members:
-        alone = build()
-        for v, w in zip(alone.variables, member.variables):
-            v.assign(keras.ops.convert_to_numpy(w))  # a copy (jax donates)
-        separate.append(alone)
-    return fused, separate
+    # `members` are standalone copies: weights and dropout seed states.
+    return fused, fused.members
 
 
 def _speed(quick):

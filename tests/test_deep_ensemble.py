@@ -139,14 +139,16 @@ def test_predictions_combine_members(combine):
 
 
 def test_members_are_plain_models_usable_elsewhere(tmp_path):
-    x, _ = _data()
-    ens = DeepEnsemble(_build, n_members=2, seed=0)
+    x, y = _data()
+    ens = DeepEnsemble(lambda: _build(dropout=0.2), n_members=2, seed=0)
+    ens.compile("adam", "sparse_categorical_crossentropy")
+    ens.fit(x, y, epochs=1, verbose=0)
     members = ens.members
     assert all(not m.compiled for m in members)
-    np.testing.assert_allclose(
-        members[1].predict(x, verbose=0), ens.member_predictions(x)[1],
-        atol=1e-6,
-    )
+    p = ens.member_predictions(x)
+    for i, m in enumerate(members):
+        assert not any(m is b for b in ens._branches)
+        np.testing.assert_allclose(m.predict(x, verbose=0), p[i], atol=1e-6)
     as_ensemble = kerasreg.Ensemble(members)
     np.testing.assert_allclose(_eager(as_ensemble, x), _eager(ens, x),
                                atol=1e-6)
@@ -161,6 +163,20 @@ def test_members_are_plain_models_usable_elsewhere(tmp_path):
     np.testing.assert_allclose(
         _eager(keras.saving.load_model(path), x), _eager(members[1], x),
         atol=1e-6,
+    )
+    # Standalone: sharing no variable with the ensemble, in either direction.
+    before = [w.copy() for w in members[1].get_weights()]
+    ens.fit(x, y, epochs=1, verbose=0)
+    for got, want in zip(members[1].get_weights(), before):
+        np.testing.assert_array_equal(got, want)
+    assert not np.allclose(ens.members[1].get_weights()[0], before[0])
+    members[0].compile("sgd", "sparse_categorical_crossentropy")
+    members[0].fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(
+        ens._branches[0].get_weights()[0], ens.members[0].get_weights()[0]
+    )
+    assert not np.allclose(
+        members[0].get_weights()[0], ens.members[0].get_weights()[0]
     )
 
 

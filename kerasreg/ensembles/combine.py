@@ -3,7 +3,10 @@
 `Ensemble`, `MultiHeadEnsemble` and `SnapshotEnsemble` (and `report`) share:
 
 * the combine rules, `"mean"`, `"vote"` and `"geometric"`
-  (`combine_probabilities`, `combine_outputs`);
+  (`combine_probabilities`, `combine_outputs`, `stack_probabilities`);
+* the forward pass of the models that train their members in one call,
+  `DeepEnsemble` and `MultiHeadEnsemble` (`FusedOutputs`: the members'
+  outputs stacked while training, combined otherwise);
 * the "logits probe": members that end in a softmax (or a sigmoid) are
   expected unless `from_logits=True`, and a model that visibly outputs
   logits on a random input is refused (`check_probabilities`,
@@ -103,6 +106,13 @@ def combine_probabilities(stacked, combine, weights=None):
     return (1.0 - VOTE_NUDGE) * shares + VOTE_NUDGE * winner
 
 
+def stack_probabilities(outputs, from_logits):
+    """The members' raw outputs (a list) as probabilities stacked on axis 0."""
+    return ops.stack(
+        [to_probabilities(o, from_logits) for o in outputs], axis=0
+    )
+
+
 def combine_outputs(outputs, combine, weights=None, from_logits=False):
     """Combines the members' raw outputs (a list) into one prediction.
 
@@ -110,13 +120,52 @@ def combine_outputs(outputs, combine, weights=None, from_logits=False):
     by `combine_probabilities`, and members with one sigmoid column get one
     column back (the probability of class 1).
     """
-    stacked = ops.stack(
-        [to_probabilities(o, from_logits) for o in outputs], axis=0
-    )
+    stacked = stack_probabilities(outputs, from_logits)
     combined = combine_probabilities(stacked, combine, weights)
     if outputs[0].shape[-1] == 1:
         return combined[..., 1:]
     return combined
+
+
+class FusedOutputs:
+    """Mixin: the forward pass of a model training its members in one call.
+
+    For `DeepEnsemble` and `MultiHeadEnsemble`. The model defines
+    `_member_outputs(inputs, training)` (the members' raw outputs, a list)
+    and the attributes `combine` and `from_logits`. While training, `call`
+    returns the raw outputs stacked on axis 1 (batch first), so that
+    `compute_loss` scores each member against the labels
+    (`_is_stacked(y_pred)` tells the two forms apart); otherwise it returns
+    them combined (`combine_outputs`, equal weights).
+    """
+
+    # Rank of one member's output (batch axis included), once known.
+    _output_rank = None
+
+    def _member_probabilities(self, inputs, training=None):
+        outputs = self._member_outputs(inputs, training=training)
+        return stack_probabilities(outputs, self.from_logits)
+
+    def _combine(self, outputs):
+        """Members' raw outputs (list, or stacked on axis 1) -> combined."""
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs[:, i] for i in range(outputs.shape[1])]
+        return combine_outputs(
+            outputs, self.combine, from_logits=self.from_logits
+        )
+
+    def call(self, inputs, training=None):
+        outputs = self._member_outputs(inputs, training=training)
+        self._output_rank = len(outputs[0].shape)
+        if training:
+            return ops.stack(outputs, axis=1)
+        return self._combine(outputs)
+
+    def _is_stacked(self, y_pred):
+        return (
+            self._output_rank is not None
+            and len(y_pred.shape) == self._output_rank + 1
+        )
 
 
 # ------------------------------------------------------------ logits probe

@@ -8,12 +8,14 @@ from keras import ops
 
 from kerasreg import _checks
 from kerasreg import _compat
+from kerasreg._cloning import clone_uncompiled
 from kerasreg._registry import register
+from kerasreg.ensembles.combine import FusedOutputs
 from kerasreg.ensembles.combine import check_combine
-from kerasreg.ensembles.combine import check_probabilities
-from kerasreg.ensembles.combine import combine_probabilities
-from kerasreg.ensembles.combine import to_probabilities
-from kerasreg.ensembles.ensemble import stacked_predict
+from kerasreg.ensembles.ensemble import MemberPredictions
+from kerasreg.ensembles.ensemble import check_probability_outputs
+from kerasreg.ensembles.ensemble import deserialize_models
+from kerasreg.ensembles.ensemble import serialize_models
 from kerasreg.ensembles.ensemble import _io_shapes
 from kerasreg.ensembles.ensemble import _symbolic
 
@@ -136,7 +138,7 @@ def _build_members(build_fn, n_members, seed):
 
 
 @register
-class DeepEnsemble(keras.Model):
+class DeepEnsemble(FusedOutputs, MemberPredictions, keras.Model):
     """A deep ensemble whose members are trained together, in one step.
 
     A deep ensemble (Lakshminarayanan et al., 2017, "Simple and scalable
@@ -210,10 +212,11 @@ class DeepEnsemble(keras.Model):
     import keras
     from kerasreg import DeepEnsemble
 
-    def build():
+    def build():  # a new, uncompiled model at each call
         return keras.Sequential([
             keras.Input((8,)),
             keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(0.2),
             keras.layers.Dense(3, activation="softmax"),
         ])
 
@@ -226,7 +229,7 @@ class DeepEnsemble(keras.Model):
     print(sorted(history.history))  # accuracy, loss, loss_member_0..3
     probs = ens.predict(x, verbose=0)           # (64, 3), members combined
     per_member = ens.member_predictions(x)      # (4, 64, 3)
-    first = ens.members[0]                      # a plain Keras model
+    first = ens.members[0]       # a standalone copy, uncompiled
     ```
     """
 
@@ -251,10 +254,12 @@ class DeepEnsemble(keras.Model):
         members = _build_members(
             build_fn, n_members, None if prebuilt else seed
         )
-        if not from_logits and not prebuilt:
-            _check_probabilities(members)
+        if not prebuilt:
+            for i, m in enumerate(members):
+                check_probability_outputs(m, i, from_logits, "build_fn")
         super().__init__(name=name, **kwargs)
-        self.members = members
+        # The live members, trained in place (`members` hands out copies).
+        self._branches = members
         self.n_members = n_members
         self.bootstrap = bootstrap
         self.combine = combine
@@ -268,58 +273,23 @@ class DeepEnsemble(keras.Model):
             self.bootstrap_seed_generator = keras.random.SeedGenerator(
                 seed, name="bootstrap_seed_generator"
             )
-        self._member_rank = None
-        if all(m.built for m in self.members):
-            shapes = _io_shapes(self.members[0])
+        if all(m.built for m in self._branches):
+            shapes = _io_shapes(self._branches[0])
             if shapes is not None:
-                self._member_rank = len(shapes[1][0]) + 1
+                self._output_rank = len(shapes[1][0]) + 1
             self.built = True
 
     def build(self, input_shape):
-        for m in self.members:
+        for m in self._branches:
             if not m.built:
                 out = m(_symbolic(input_shape))
-                self._member_rank = len(out.shape)
+                self._output_rank = len(out.shape)
         self.built = True
 
     # Forward pass ---------------------------------------------------------
 
     def _member_outputs(self, inputs, training=None):
-        outputs = [m(inputs, training=training) for m in self.members]
-        self._member_rank = len(outputs[0].shape)
-        return outputs
-
-    def _member_probabilities(self, inputs, training=None):
-        outputs = self._member_outputs(inputs, training=training)
-        return ops.stack(
-            [to_probabilities(o, self.from_logits) for o in outputs], axis=0
-        )
-
-    def _combine(self, outputs):
-        """Members' raw outputs (list, or stacked on axis 1) -> combined."""
-        if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs[:, i] for i in range(self.n_members)]
-        stacked = ops.stack(
-            [to_probabilities(o, self.from_logits) for o in outputs], axis=0
-        )
-        combined = combine_probabilities(stacked, self.combine)
-        if outputs[0].shape[-1] == 1:
-            return combined[..., 1:]
-        return combined
-
-    def call(self, inputs, training=None):
-        outputs = self._member_outputs(inputs, training=training)
-        if training:
-            # The members' raw outputs, stacked on axis 1 (batch first), so
-            # that `compute_loss` scores each member against the labels.
-            return ops.stack(outputs, axis=1)
-        return self._combine(outputs)
-
-    def _is_stacked(self, y_pred):
-        return (
-            self._member_rank is not None
-            and len(y_pred.shape) == self._member_rank + 1
-        )
+        return [m(inputs, training=training) for m in self._branches]
 
     # Training -------------------------------------------------------------
 
@@ -369,7 +339,7 @@ class DeepEnsemble(keras.Model):
         for i in range(self.n_members):
             loss = compiled_loss(y, y_pred[:, i], weights[i])
             member_losses.append(loss)
-            own = self._regularization(self.members[i].losses)
+            own = self._regularization(self._branches[i].losses)
             logged = loss if own is None else loss + own
             self.member_loss_trackers[i].update_state(
                 logged, sample_weight=batch
@@ -419,23 +389,29 @@ class DeepEnsemble(keras.Model):
         names = {t.name for t in self.member_loss_trackers}
         return {k: v for k, v in logs.items() if k not in names}
 
-    # Inference ------------------------------------------------------------
+    # Members (`member_predictions`: `MemberPredictions`) ---------------------
 
-    def member_predictions(self, x, batch_size=None, verbose=0):
-        """Each member's class probabilities, computed in one fused pass.
+    @property
+    def members(self):
+        """The members, as standalone Keras models (new copies at each access).
 
-        Args:
-            x: Input data, as for `predict`.
-            batch_size: Integer, rows per batch. Defaults to `None` (32).
-            verbose: Verbosity of the prediction loop. Defaults to `0`.
+        Each is a new, uncompiled model with the member's architecture and its
+        current state (weights, and the random-seed states of its dropout
+        layers), sharing no variable with the ensemble: it does not change
+        when the ensemble trains on, and can be compiled, fitted, saved
+        (`.keras`), averaged (`kerasreg.ensembles.average_weights`) or
+        combined (`kerasreg.Ensemble`) on its own.
 
         Returns:
-            A numpy array of shape `(n_members, N, classes)` (two columns,
-            `[1 - p, p]`, for members with one sigmoid output).
+            A list of `n_members` Keras models.
         """
-        return stacked_predict(
-            self, "_member_probabilities", x, batch_size, verbose
-        )
+        return [_standalone(m) for m in self._branches]
+
+    def __dir__(self):
+        # Keras saving walks `dir(model)` and reads every attribute: `members`
+        # would make throwaway copies there (saved twice, loaded into
+        # nothing). The live members are saved under `_branches`.
+        return [name for name in super().__dir__() if name != "members"]
 
     # Serialization --------------------------------------------------------
 
@@ -467,9 +443,7 @@ class DeepEnsemble(keras.Model):
     def get_config(self):
         base_config = super().get_config()
         config = {
-            "members": [
-                keras.saving.serialize_keras_object(m) for m in self.members
-            ],
+            "members": serialize_models(self._branches),
             "bootstrap": self.bootstrap,
             "combine": self.combine,
             "seed": self.seed,
@@ -480,17 +454,16 @@ class DeepEnsemble(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        members = [
-            keras.saving.deserialize_keras_object(
-                c, custom_objects=custom_objects
-            )
-            for c in config.pop("members")
-        ]
+        members = deserialize_models(config.pop("members"), custom_objects)
         config.pop("n_members", None)
         return cls(_Prebuilt(members), n_members=len(members), **config)
 
 
-def _check_probabilities(members):
-    """Refuses members that visibly output logits (probe as `Ensemble`)."""
-    for i, m in enumerate(members):
-        check_probabilities(m, f"member {i} ('{m.name}')", "build_fn")
+def _standalone(model):
+    """A copy of `model` (architecture and state) sharing no variable."""
+    copy = clone_uncompiled(model)
+    for target, source in zip(copy.variables, model.variables, strict=True):
+        # Through numpy: on jax, assigning the array itself would share its
+        # buffer, which the ensemble's next train step donates (deletes).
+        target.assign(ops.convert_to_numpy(source))
+    return copy

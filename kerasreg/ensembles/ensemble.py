@@ -17,7 +17,7 @@ from kerasreg._trials import ranked_trials
 from kerasreg.ensembles.combine import check_combine
 from kerasreg.ensembles.combine import check_probabilities
 from kerasreg.ensembles.combine import combine_outputs
-from kerasreg.ensembles.combine import to_probabilities
+from kerasreg.ensembles.combine import stack_probabilities
 
 
 def normalize_weights(weights, n_members):
@@ -70,9 +70,21 @@ def _io_shapes(model):
 def check_probability_outputs(model, index, from_logits, argument="members"):
     """Raises if member `index` visibly outputs logits while from_logits is False."""
     if not from_logits:
-        check_probabilities(
-            model, f"{argument[:-1]} {index} ('{model.name}')", argument
-        )
+        who = f"member {index} ('{model.name}')"
+        check_probabilities(model, who, argument)
+
+
+def serialize_models(models):
+    """The configs of `models` (a list), for a `get_config`."""
+    return [keras.saving.serialize_keras_object(m) for m in models]
+
+
+def deserialize_models(configs, custom_objects=None):
+    """The models of `serialize_models` (a list), for a `from_config`."""
+    return [
+        keras.saving.deserialize_keras_object(c, custom_objects=custom_objects)
+        for c in configs
+    ]
 
 
 def _check_members(members):
@@ -121,6 +133,28 @@ def _fmt(shapes):
     return shapes[0] if len(shapes) == 1 else shapes
 
 
+class MemberPredictions:
+    """Mixin: `member_predictions`, for a model whose
+    `_member_probabilities(inputs)` stacks its members' probabilities on
+    axis 0 (`Ensemble`, `DeepEnsemble`)."""
+
+    def member_predictions(self, x, batch_size=None, verbose=0):
+        """Each member's class probabilities, computed in one fused pass.
+
+        Args:
+            x: Input data, as for `predict`.
+            batch_size: Integer, rows per batch. Defaults to `None` (32).
+            verbose: Verbosity of the prediction loop. Defaults to `0`.
+
+        Returns:
+            A numpy array of shape `(members, N, classes)` (two columns,
+            `[1 - p, p]`, for members with one sigmoid output).
+        """
+        return stacked_predict(
+            self, "_member_probabilities", x, batch_size, verbose
+        )
+
+
 class StackedPredictions(keras.Model):
     """Batch-first stack of `owner.<method>(inputs)` (axis 0 = models).
 
@@ -163,7 +197,7 @@ def stacked_predict(owner, method, x, batch_size=None, verbose=0):
 
 
 @register
-class Ensemble(keras.Model):
+class Ensemble(MemberPredictions, keras.Model):
     """An ensemble of classifiers, combined in one Keras model.
 
     Train several models and average their predicted probabilities: the
@@ -255,30 +289,12 @@ class Ensemble(keras.Model):
 
     def _member_probabilities(self, inputs, training=None):
         outputs = [m(inputs, training=training) for m in self.members]
-        return ops.stack(
-            [to_probabilities(o, self.from_logits) for o in outputs], axis=0
-        )
+        return stack_probabilities(outputs, self.from_logits)
 
     def call(self, inputs, training=None):
         outputs = [m(inputs, training=training) for m in self.members]
         return combine_outputs(
             outputs, self.combine, self.member_weights, self.from_logits
-        )
-
-    def member_predictions(self, x, batch_size=None, verbose=0):
-        """Each member's class probabilities, computed in one fused pass.
-
-        Args:
-            x: Input data, as for `predict`.
-            batch_size: Integer, rows per batch. Defaults to `None` (32).
-            verbose: Verbosity of the prediction loop. Defaults to `0`.
-
-        Returns:
-            A numpy array of shape `(members, N, classes)` (two columns,
-            `[1 - p, p]`, for members with one sigmoid output).
-        """
-        return stacked_predict(
-            self, "_member_probabilities", x, batch_size, verbose
         )
 
     @classmethod
@@ -350,9 +366,7 @@ class Ensemble(keras.Model):
     def get_config(self):
         base_config = super().get_config()
         config = {
-            "members": [
-                keras.saving.serialize_keras_object(m) for m in self.members
-            ],
+            "members": serialize_models(self.members),
             "combine": self.combine,
             "weights": (
                 None
@@ -366,12 +380,7 @@ class Ensemble(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        members = [
-            keras.saving.deserialize_keras_object(
-                c, custom_objects=custom_objects
-            )
-            for c in config.pop("members")
-        ]
+        members = deserialize_models(config.pop("members"), custom_objects)
         return cls(members, **config)
 
 

@@ -2,23 +2,23 @@
 
 
 import keras
-from keras import ops
 
 from kerasreg import _checks
 from kerasreg import _compat
 from kerasreg._registry import register
+from kerasreg.ensembles.combine import FusedOutputs
 from kerasreg.ensembles.combine import check_combine
-from kerasreg.ensembles.combine import combine_outputs
 from kerasreg.ensembles.combine import probe
 from kerasreg.ensembles.combine import raise_if_logits
-from kerasreg.ensembles.combine import to_probabilities
+from kerasreg.ensembles.ensemble import deserialize_models
+from kerasreg.ensembles.ensemble import serialize_models
 from kerasreg.ensembles.ensemble import stacked_predict
 from kerasreg.ensembles.ensemble import _io_shapes
 from kerasreg.ensembles.ensemble import _symbolic
 
 
 @register
-class MultiHeadEnsemble(keras.Model):
+class MultiHeadEnsemble(FusedOutputs, keras.Model):
     """A shared-trunk ensemble: one feature extractor, `n_heads` heads.
 
     When a full ensemble of independent networks costs too much, share the
@@ -126,7 +126,6 @@ class MultiHeadEnsemble(keras.Model):
         self.n_heads = int(n_heads)
         self.combine = combine
         self.from_logits = bool(from_logits)
-        self._head_rank = None
         shapes = _io_shapes(trunk)
         if shapes is not None and len(shapes[0]) == 1:
             self.build((None,) + shapes[0][0])
@@ -136,7 +135,7 @@ class MultiHeadEnsemble(keras.Model):
         features = self.trunk(_symbolic(input_shape))
         for head in self.heads:
             out = head(features)
-        self._head_rank = len(out.shape)
+        self._output_rank = len(out.shape)
         self.built = True
 
     def _check_heads(self):
@@ -153,39 +152,10 @@ class MultiHeadEnsemble(keras.Model):
                 out, f"head {i} ('{self.heads[i].name}')", "head_fn"
             )
 
-    def _head_outputs(self, inputs, training=None):
+    def _member_outputs(self, inputs, training=None):
+        """The heads' raw outputs (a list), for `FusedOutputs`."""
         features = self.trunk(inputs, training=training)
-        outputs = [h(features, training=training) for h in self.heads]
-        self._head_rank = len(outputs[0].shape)
-        return outputs
-
-    def _head_probabilities(self, inputs, training=None):
-        outputs = self._head_outputs(inputs, training=training)
-        return ops.stack(
-            [to_probabilities(o, self.from_logits) for o in outputs], axis=0
-        )
-
-    def _combine(self, outputs):
-        """Heads' raw outputs (list, or stacked on axis 1) -> combined."""
-        if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs[:, i] for i in range(self.n_heads)]
-        return combine_outputs(
-            outputs, self.combine, from_logits=self.from_logits
-        )
-
-    def call(self, inputs, training=None):
-        outputs = self._head_outputs(inputs, training=training)
-        if training:
-            # Training output: the heads' raw outputs, stacked on axis 1, so
-            # that `compute_loss` can score each head against the labels.
-            return ops.stack(outputs, axis=1)
-        return self._combine(outputs)
-
-    def _is_stacked(self, y_pred):
-        return (
-            self._head_rank is not None
-            and len(y_pred.shape) == self._head_rank + 1
-        )
+        return [h(features, training=training) for h in self.heads]
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
@@ -233,16 +203,14 @@ class MultiHeadEnsemble(keras.Model):
             A numpy array of shape `(n_heads, N, classes)`.
         """
         return stacked_predict(
-            self, "_head_probabilities", x, batch_size, verbose
+            self, "_member_probabilities", x, batch_size, verbose
         )
 
     def get_config(self):
         base_config = super().get_config()
         config = {
             "trunk": keras.saving.serialize_keras_object(self.trunk),
-            "heads": [
-                keras.saving.serialize_keras_object(h) for h in self.heads
-            ],
+            "heads": serialize_models(self.heads),
             "combine": self.combine,
             "from_logits": self.from_logits,
         }
@@ -254,12 +222,7 @@ class MultiHeadEnsemble(keras.Model):
         trunk = keras.saving.deserialize_keras_object(
             config.pop("trunk"), custom_objects=custom_objects
         )
-        heads = [
-            keras.saving.deserialize_keras_object(
-                c, custom_objects=custom_objects
-            )
-            for c in config.pop("heads")
-        ]
+        heads = deserialize_models(config.pop("heads"), custom_objects)
         config.pop("n_heads", None)
         remaining = iter(heads)
         return cls(
