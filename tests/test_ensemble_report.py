@@ -148,3 +148,47 @@ def test_bad_ensemble():
     x, y = _data()
     with pytest.raises(ValueError, match="argument `ensemble`"):
         report([_member(0)[0]], x, y)
+
+
+def _build_mlp():
+    return keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(6, activation="relu"),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+
+
+def test_deep_ensemble_report():
+    from kerasreg import DeepEnsemble
+
+    model = DeepEnsemble(_build_mlp, n_members=2, seed=1)
+    x, y = _data()
+    table = report(model, x, y, calibration_data=(x, y))
+    members = model.member_predictions(x)
+    assert [r["model"] for r in table.rows] == [
+        "member 0", "member 1", "mean", "vote", "geometric"
+    ]
+    _assert_row(table.row("member 1"), _expected_row(y, members[1]))
+    _assert_row(table.row("mean"), _expected_row(y, members.mean(0)))
+    assert table.row("mean")["temperature"] > 0
+
+
+def test_mc_dropout_report():
+    from kerasreg import MCDropout
+
+    model = MCDropout(_build_mlp(), n_samples=3)
+    x, y = _data()
+    samples = model.sample_predictions(x)
+    assert samples.shape == (3, len(x), 3)
+    # Each pass is stochastic: score the report against the passes it got.
+    fixed = np.random.default_rng(0).dirichlet(np.ones(3), size=(3, len(x)))
+    model.sample_predictions = lambda inputs, batch_size=None: fixed.astype("float32")
+    table = report(model, x, y)
+    assert [r["model"] for r in table.rows] == [
+        "sample 0", "sample 1", "sample 2", "mean", "vote", "geometric"
+    ]
+    _assert_row(table.row("sample 2"), _expected_row(y, fixed[2]))
+    _assert_row(table.row("mean"), _expected_row(y, fixed.mean(0)))

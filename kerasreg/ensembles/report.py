@@ -7,7 +7,9 @@ from kerasreg import metrics as _metrics
 from kerasreg.calibration.temperature import _fit as _fit_temperature
 from kerasreg.calibration.temperature import apply_temperature
 from kerasreg.ensembles.combine import combine_probabilities
+from kerasreg.ensembles.deep import DeepEnsemble
 from kerasreg.ensembles.ensemble import Ensemble
+from kerasreg.ensembles.mc_dropout import MCDropout
 from kerasreg.ensembles.multi_head import MultiHeadEnsemble
 from kerasreg.ensembles.snapshot import SnapshotEnsemble
 
@@ -130,12 +132,14 @@ def _check_calibration_data(calibration_data):
 def report(ensemble, x, y, batch_size=None, n_bins=15, calibration_data=None):
     """Scores an ensemble's members and its combinations on `(x, y)`.
 
-    One row per member (`"member i"`, `"head i"` for a `MultiHeadEnsemble`,
-    `"snapshot i"` for the kept snapshots of a `SnapshotEnsemble`), then one
-    per combination: `"mean"`, `"vote"`, `"geometric"` (with the ensemble's member weights), and
-    `"parameter-averaged"`, the single model whose weights are the average
-    of the members' weights, when the members share an architecture
-    (`kerasreg.ensembles.average_weights`). Columns: accuracy, NLL, expected
+    One row per member (`"member i"` for an `Ensemble` or a `DeepEnsemble`,
+    `"head i"` for a `MultiHeadEnsemble`, `"snapshot i"` for the kept
+    snapshots of a `SnapshotEnsemble`, `"sample i"` for the stochastic passes
+    of an `MCDropout`), then one per combination: `"mean"`, `"vote"`,
+    `"geometric"` (with the ensemble's member weights), and, for an
+    `Ensemble` or a `SnapshotEnsemble`, `"parameter-averaged"`, the single
+    model whose weights are the average of the members' weights, when the
+    members share an architecture (`kerasreg.ensembles.average_weights`). Columns: accuracy, NLL, expected
     calibration error, Brier score; plus the members' disagreement. Member
     predictions are computed once, in one fused pass. (The vote row scores
     the vote shares as probabilities: a true class that got no vote costs
@@ -199,16 +203,26 @@ def report(ensemble, x, y, batch_size=None, n_bins=15, calibration_data=None):
         names = [f"{member_name} {i}" for i in range(len(ensemble.members))]
         weights = ensemble.member_weights
         models = list(ensemble.members)
-    elif isinstance(ensemble, MultiHeadEnsemble):
-        predictions = ensemble.head_predictions
-        names = [f"head {i}" for i in range(ensemble.n_heads)]
+    elif isinstance(ensemble, (MultiHeadEnsemble, DeepEnsemble, MCDropout)):
+        # No parameter-averaged row: heads share a trunk, deep-ensemble
+        # members start from independent initializations, MC-dropout
+        # samples share one set of weights.
+        if isinstance(ensemble, MultiHeadEnsemble):
+            predictions = ensemble.head_predictions
+            names = [f"head {i}" for i in range(ensemble.n_heads)]
+        elif isinstance(ensemble, DeepEnsemble):
+            predictions = ensemble.member_predictions
+            names = [f"member {i}" for i in range(ensemble.n_members)]
+        else:
+            predictions = ensemble.sample_predictions
+            names = [f"sample {i}" for i in range(ensemble.n_samples)]
         weights = None
         models = None
     else:
         raise ValueError(
             "Invalid value received for argument `ensemble`. Expected an "
-            "`Ensemble`, `MultiHeadEnsemble` or `SnapshotEnsemble`. Received: "
-            f"ensemble={ensemble!r}"
+            "`Ensemble`, `MultiHeadEnsemble`, `SnapshotEnsemble`, "
+            f"`DeepEnsemble` or `MCDropout`. Received: ensemble={ensemble!r}"
         )
     probs = predictions(x, batch_size=batch_size)
     outputs = {n: p for n, p in zip(names, probs)}
