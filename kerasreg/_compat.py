@@ -24,3 +24,30 @@ def local_oracle(tuner):
     """
     oracle = getattr(tuner, "oracle", tuner)
     return getattr(oracle, "_oracle", oracle)
+
+
+# ------------------------------------------------- initializer string names
+# (keras-nightly 3.16.0.dev: registered names in `keras.initializers.get`)
+
+
+def add_initializer_names(*classes):
+    """Lets a string identifier name each class by its registered name.
+
+    Keras up to 3.15 resolves a string initializer identifier
+    (`kernel_initializer="kerasreg>HeNormal"`) through
+    `keras.saving.deserialize_keras_object`, which finds registered classes;
+    keras-nightly 3.16.0.dev2026102704 looks strings up only in its table of
+    built-ins, `keras.src.initializers.ALL_OBJECTS_DICT` (as
+    `keras.regularizers.get` already does in 3.15), and has no public way to
+    add a name to it. Adding each registered name (`"package>Class"`, never a
+    built-in name) there keeps such strings working on every Keras.
+
+    Args:
+        *classes: `keras.initializers.Initializer` subclasses registered
+            with `keras.saving.register_keras_serializable`.
+    """
+    import keras
+    from keras.src import initializers
+
+    for cls in classes:
+        initializers.ALL_OBJECTS_DICT[keras.saving.get_registered_name(cls)] = cls
