@@ -39,7 +39,7 @@ test-jax: $(VENV)/.installed
 # with the TensorFlow and JAX of its time (for the floor: those Keras' own CI
 # pinned at that release). Results: benchmarks/RESULTS.md, "Keras compatibility".
 # The subset: -m "not slow and not example" drops only the tests that train for
-# more than a few seconds and the runs of examples/ (26 of 633); every module
+# more than a few seconds and the runs of examples/ (28 of 761); every module
 # keeps its tests, and Keras' own layer tests (test_keras_layer_tests.py) run
 # against each installed Keras. The nightly smoke run: the quick files of the
 # ground layer (layers, initializers, schedules, callbacks, metrics).

@@ -6,6 +6,7 @@ Each `benchmarks/bench_<area>.py` defines `run(quick) -> list of rows` (see
 `_common.figure`). Results of this backend are merged into
 `benchmarks/results.json` (one entry per backend) and `benchmarks/RESULTS.md`
 is rewritten from it: figure, value, target, machine, backend, date, note.
+Its hand-written "Keras compatibility" section (`make test-compat`) is kept.
 """
 
 import argparse
@@ -33,7 +34,18 @@ def _machine():
     return f"{platform.machine()} {os.cpu_count()} cores {gpu}, load {load:.1f}"
 
 
+KEPT_HEADING = "## Keras compatibility"
+
+
+def _kept_section(text):
+    """The part of RESULTS.md from its "Keras compatibility" heading on, or ""."""
+    start = text.find(KEPT_HEADING)
+    return "" if start < 0 else "\n" + text[start:].rstrip("\n") + "\n"
+
+
 def _write_markdown(results):
+    path = HERE / "RESULTS.md"
+    kept = _kept_section(path.read_text()) if path.exists() else ""
     lines = [
         "# Benchmark results",
         "",
@@ -52,7 +64,7 @@ def _write_markdown(results):
                 f"{row['target']} | {row['machine']} | {backend} | {row['date']} | "
                 f"{row.get('note', '')} |"
             )
-    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" + kept)
 
 
 def main(argv=None):

@@ -6,8 +6,8 @@ method replaced on a live layer, model or optimizer) is one small function
 here, grouped by the Keras object it touches. Each names the member and says
 why no public API does it; `tests/test_compat.py` has one test per function
 that fails with a message naming the member when a Keras or Keras Tuner
-release moves or renames it. Checked with Keras 3.10.0 to 3.15.1 and Keras
-Tuner 1.4.8.
+release moves or renames it. Checked with Keras 3.10.0 to 3.15.1,
+keras-nightly 3.16.0.dev2026102704 and Keras Tuner 1.4.8.
 
 Overridden hooks: private Keras Tuner methods that kerasreg subclasses
 override (the override cannot live here; `tests/test_compat.py` checks that
@@ -312,3 +312,30 @@ def oracle_has_tried(oracle, values):
     no public API.
     """
     return oracle._duplicate(values)
+
+
+# ------------------------------------------------- initializer string names
+# (keras-nightly 3.16.0.dev: registered names in `keras.initializers.get`)
+
+
+def add_initializer_names(*classes):
+    """Lets a string identifier name each class by its registered name.
+
+    Keras up to 3.15 resolves a string initializer identifier
+    (`kernel_initializer="kerasreg>HeNormal"`) through
+    `keras.saving.deserialize_keras_object`, which finds registered classes;
+    keras-nightly 3.16.0.dev2026102704 looks strings up only in its table of
+    built-ins, `keras.src.initializers.ALL_OBJECTS_DICT` (as
+    `keras.regularizers.get` already does in 3.15), and has no public way to
+    add a name to it. Adding each registered name (`"package>Class"`, never a
+    built-in name) there keeps such strings working on every Keras.
+
+    Args:
+        *classes: `keras.initializers.Initializer` subclasses registered
+            with `keras.saving.register_keras_serializable`.
+    """
+    import keras
+    from keras.src import initializers
+
+    for cls in classes:
+        initializers.ALL_OBJECTS_DICT[keras.saving.get_registered_name(cls)] = cls

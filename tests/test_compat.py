@@ -461,3 +461,45 @@ def test_keras_internals_only_in_compat():
     assert offenders == [], "Keras internals outside _compat.py:\n" + "\n".join(
         offenders
     )
+
+
+# ------------------------------------------------- initializer string names
+# (keras-nightly 3.16.0.dev: registered names in `keras.initializers.get`)
+
+
+def test_add_initializer_names():
+    # Regression: keras-nightly 3.16.0.dev2026102704's `keras.initializers.get`
+    # looks strings up only in `keras.src.initializers.ALL_OBJECTS_DICT`, so
+    # `kernel_initializer="kerasreg>HeNormal"` failed there.
+    import keras
+    from keras.src import initializers
+
+    import kerasreg
+    from kerasreg import _compat
+
+    assert isinstance(getattr(initializers, "ALL_OBJECTS_DICT", None), dict), (
+        f"Keras {keras.version()}: `keras.src.initializers.ALL_OBJECTS_DICT` "
+        "is gone; update kerasreg/_compat.py."
+    )
+    assert initializers.ALL_OBJECTS_DICT["kerasreg>HeNormal"] is kerasreg.HeNormal
+    assert isinstance(keras.initializers.get("kerasreg>HeNormal"), kerasreg.HeNormal)
+    assert isinstance(keras.initializers.get("he_normal"), keras.initializers.HeNormal)
+
+    @keras.saving.register_keras_serializable(package="kerasreg_test")
+    class Halves(keras.initializers.Initializer):
+        def __call__(self, shape, dtype=None):
+            return keras.ops.full(shape, 0.5, dtype=dtype)
+
+    try:
+        _compat.add_initializer_names(Halves)
+        layer = keras.layers.Dense(2, kernel_initializer="kerasreg_test>Halves")
+        layer.build((None, 3))
+        assert keras.ops.convert_to_numpy(layer.kernel).tolist() == [[0.5] * 2] * 3
+        # Still serialized as a registered (not built-in) object.
+        config = keras.saving.serialize_keras_object(layer.kernel_initializer)
+        assert config["registered_name"] == "kerasreg_test>Halves"
+        again = keras.saving.deserialize_keras_object(config)
+        assert type(again) is Halves
+    finally:
+        initializers.ALL_OBJECTS_DICT.pop("kerasreg_test>Halves", None)
+        keras.saving.get_custom_objects().pop("kerasreg_test>Halves", None)

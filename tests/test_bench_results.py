@@ -1,0 +1,40 @@
+"""benchmarks/run.py rewrites RESULTS.md and keeps its Keras compatibility section."""
+
+import importlib.util
+import pathlib
+
+RUN_PY = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+
+
+def _load_run():
+    spec = importlib.util.spec_from_file_location("bench_run", RUN_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_write_markdown_keeps_the_keras_compatibility_section(tmp_path, monkeypatch):
+    # Regression: `make bench` rewrote RESULTS.md from results.json only, which
+    # dropped the `make test-compat` results recorded there by hand.
+    run = _load_run()
+    monkeypatch.setattr(run, "HERE", tmp_path)
+    section = "## Keras compatibility\n\n| Keras | tensorflow |\n|---|---|\n| 3.10.0 | 1 passed |\n"
+    (tmp_path / "RESULTS.md").write_text("# Benchmark results\n\nold table\n\n" + section)
+    row = {
+        "area": "layers", "figure": "f", "value": 1.0, "target": "<= 1.05",
+        "machine": "m", "date": "2026-12-01",
+    }
+    run._write_markdown({"jax": {"rows": [row]}})
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "old table" not in text
+    assert "| layers | f | 1.0 | <= 1.05 | m | jax | 2026-12-01 |  |" in text
+    assert text.endswith("\n\n" + section)
+    run._write_markdown({"jax": {"rows": [row]}})
+    assert (tmp_path / "RESULTS.md").read_text() == text
+
+
+def test_write_markdown_without_a_section(tmp_path, monkeypatch):
+    run = _load_run()
+    monkeypatch.setattr(run, "HERE", tmp_path)
+    run._write_markdown({})
+    assert "Keras compatibility" not in (tmp_path / "RESULTS.md").read_text()
