@@ -8,6 +8,8 @@ Before keras is imported (Keras reads `KERAS_HOME` once, at import):
 - `KERASREG_DATA_DIR` is unset: a dataset is found only where a test puts it;
 - TensorFlow's C++ log is quieted (`TF_CPP_MIN_LOG_LEVEL=2`) unless set.
 
+On jax, `_faster_jax_compiles` (below) makes compiling cheaper.
+
 Fixtures: `backend`; `write_fashion_mnist` (writes tiny Fashion-MNIST IDX
 files into a folder); `fashion_mnist_dir` (one such folder for the session,
 large enough for the examples' `--quick` runs).
@@ -71,6 +73,35 @@ def write_fashion_mnist(directory, n_train=6, n_test=4, seed=0, gz=True):
         name = fname if gz else fname[: -len(".gz")]
         write_idx(os.path.join(directory, name), arrays[key], gz=gz)
     return arrays
+
+
+def _faster_jax_compiles():
+    """On jax, compiling dominates the suite's time (each new model or fit
+    compiles its steps); two settings of the jax process, unless set already:
+
+    - `jax_disable_most_optimizations`: XLA skips its costly LLVM passes
+      (about 40% less compile time); the tests still run the compiled
+      programs, only less optimized ones. `JAX_DISABLE_MOST_OPTIMIZATIONS=0`
+      runs the suite with jax's defaults.
+    - a compilation cache in a fresh temporary folder, one per process
+      (pytest-xdist workers do not share one: jax writes it without a lock),
+      removed at exit: a program compiled once (the same model and step in
+      another test or fit) is loaded, not compiled again.
+    """
+    if keras.backend.backend() != "jax":
+        return
+    import jax
+
+    if "JAX_DISABLE_MOST_OPTIMIZATIONS" not in os.environ:
+        jax.config.update("jax_disable_most_optimizations", True)
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        cache = tempfile.mkdtemp(prefix="kerasreg-tests-jax-cache-")
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+_faster_jax_compiles()
 
 
 @pytest.fixture(autouse=True)
