@@ -81,8 +81,9 @@ def _faster_jax_compiles():
 
     - `jax_disable_most_optimizations`: XLA skips its costly LLVM passes
       (about 40% less compile time); the tests still run the compiled
-      programs, only less optimized ones. `JAX_DISABLE_MOST_OPTIMIZATIONS=0`
-      runs the suite with jax's defaults.
+      programs, only less optimized ones; set in the environment too, for
+      the subprocesses (examples, README snippets, demo).
+      `JAX_DISABLE_MOST_OPTIMIZATIONS=0` runs the suite with jax's defaults.
     - a compilation cache in a fresh temporary folder, one per process
       (pytest-xdist workers do not share one: jax writes it without a lock),
       removed at exit: a program compiled once (the same model and step in
@@ -94,6 +95,8 @@ def _faster_jax_compiles():
 
     if "JAX_DISABLE_MOST_OPTIMIZATIONS" not in os.environ:
         jax.config.update("jax_disable_most_optimizations", True)
+        # The examples, README snippets and demo runs are subprocesses.
+        os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         cache = tempfile.mkdtemp(prefix="kerasreg-tests-jax-cache-")
         atexit.register(shutil.rmtree, cache, ignore_errors=True)
