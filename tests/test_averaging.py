@@ -21,6 +21,20 @@ def _dense_model(units=3, seed=0):
     )
 
 
+def _assert_statistics(model, expected):
+    """bn1/bn2 moving mean and variance equal `expected[name]`."""
+    for name in ("bn1", "bn2"):
+        layer = model.get_layer(name)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(layer.moving_mean), expected[name][0],
+            rtol=1e-4, atol=1e-5,
+        )
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(layer.moving_variance), expected[name][1],
+            rtol=1e-4, atol=1e-5,
+        )
+
+
 def test_average_of_two_models_is_the_mean():
     a, b = _dense_model(seed=1), _dense_model(seed=2)
     averaged = average_weights([a, b])
@@ -105,16 +119,7 @@ def test_recompute_batchnorm_matches_numpy(as_generator):
         else x
     )
     recompute_batchnorm(model, data, batch_size=32)
-    for name in ("bn1", "bn2"):
-        layer = model.get_layer(name)
-        np.testing.assert_allclose(
-            ops.convert_to_numpy(layer.moving_mean), expected[name][0],
-            rtol=1e-4, atol=1e-5,
-        )
-        np.testing.assert_allclose(
-            ops.convert_to_numpy(layer.moving_variance), expected[name][1],
-            rtol=1e-4, atol=1e-5,
-        )
+    _assert_statistics(model, expected)
     assert model.get_layer("bn1").momentum == 0.9
     assert model.get_layer("bn2").momentum == 0.5
     for v in model.weights:
@@ -261,16 +266,7 @@ def test_recompute_batchnorm_ignores_broken_old_statistics():
         layer.moving_mean.assign(np.full(layer.moving_mean.shape, np.nan))
         layer.moving_variance.assign(np.full(layer.moving_mean.shape, np.inf))
     recompute_batchnorm(model, x, batch_size=32)
-    for name in ("bn1", "bn2"):
-        layer = model.get_layer(name)
-        np.testing.assert_allclose(
-            ops.convert_to_numpy(layer.moving_mean), expected[name][0],
-            rtol=1e-4, atol=1e-5,
-        )
-        np.testing.assert_allclose(
-            ops.convert_to_numpy(layer.moving_variance), expected[name][1],
-            rtol=1e-4, atol=1e-5,
-        )
+    _assert_statistics(model, expected)
 
 
 def test_recompute_batchnorm_failure_restores_statistics_and_momentum():
