@@ -651,3 +651,58 @@ def test_kept_indices_are_the_last_keep_taken():
     assert kept_indices(Store(), 5) == range(5)
     assert kept_indices(Store(), None) == range(5)
     assert kept_indices(None, 3) == range(0)
+
+
+def _own_variables(se):
+    return [v for v in se.non_trainable_variables
+            if not any(v is w for w in se.model.variables)]
+
+
+def test_store_is_one_buffer_per_dtype():
+    # However many weights the model has, its snapshots live in one
+    # (n_snapshots, size) buffer per dtype (plus the count and the steps):
+    # the jax train step carries every state variable through each call.
+    x, y = _data()
+    se = _fit_se(x, y)
+    sizes = sum(int(np.prod(v.shape)) for v in se.model.weights)
+    assert [tuple(v.shape) for v in _own_variables(se)] == [
+        (3, sizes), (), (3,)]
+    # A layer of another dtype gets a buffer of its own; values round-trip.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+        keras.layers.Dense(3, activation="softmax", dtype="float64")])
+    se = SnapshotEnsemble(model, n_snapshots=2, initial_learning_rate=0.2)
+    se.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    after = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            # `self.model` (the ensemble) syncs the jax training state.
+            after.append(self.model.model.get_weights())
+
+    recorder = Recorder()
+    se.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0,
+           callbacks=[recorder])
+    assert [str(v.dtype) for v in _own_variables(se)] == [
+        "float32", "float64", "int32", "int32"]
+    assert se.snapshot_steps == [2, 5]
+    for snapshot, t in zip(se.snapshots, se.snapshot_steps):
+        for got, want in zip(snapshot.get_weights(), after[t]):
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+
+
+def test_loads_the_earlier_one_variable_per_weight_layout():
+    # `.keras` files saved before the packed store held one variable per
+    # snapshot and weight (`snapshot_<i>_<j>`), then the count and steps.
+    x, y = _data()
+    se = _fit_se(x, y)
+    probs = se.predict(x, verbose=0)
+    legacy = [w for i in range(3) for w in se.snapshots[i].get_weights()]
+    legacy += [keras.ops.convert_to_numpy(v) for v in _own_variables(se)[-2:]]
+    fresh = SnapshotEnsemble(_mlp(), n_snapshots=3, initial_learning_rate=0.2)
+    fresh.build((None, 6))
+    fresh.load_own_variables({str(i): v for i, v in enumerate(legacy)})
+    assert fresh.snapshot_steps == [5, 11, 17]
+    np.testing.assert_allclose(fresh.predict(x, verbose=0), probs, atol=1e-6)

@@ -21,7 +21,7 @@ Design notes
   `kerasreg/callbacks/_in_step.py`) computes its position from the
   optimizer's `iterations` and, in a `keras.ops.cond` that other steps skip,
   copies the weights after the update into the next pre-created snapshot
-  slot, with the step and the count. No python work or state sync per step,
+  row, with the step and the count. No python work or state sync per step,
   and exact with `steps_per_execution > 1`. With `snapshot_dir`, files are
   written from python instead: after each batch a python integer
   comparison decides whether a cycle ended; only then (n times per run) is
@@ -31,7 +31,8 @@ Design notes
   `snapshot_<i>.weights.h5` per snapshot plus `snapshots.json` (the steps at
   which they were taken and the model's config without its compile config,
   enough to rebuild them in another process); otherwise, in non-trainable
-  variables (one copy of the model's float variables per snapshot, a counter
+  variables (the model's float variables packed into one row per snapshot,
+  one buffer per dtype, `VariableStore`; a counter
   and the steps) that the optimizer tracks while `fit` runs, through the
   in-step seam shared with `WeightEMA`, so that `model.save_weights`,
   hence `BackupAndRestore`, saves them. For a model that its first train
@@ -124,33 +125,76 @@ def model_with_values(template, values):
 
 
 class VariableStore:
-    """Snapshots held in Keras variables: `slots[i][j]` is variable `j` of
-    snapshot `i`; `count` (int32 scalar) and `steps` (int32 vector) say how
-    many were taken and at which step positions."""
+    """Snapshots held in Keras variables, one row per snapshot.
 
-    def __init__(self, slots, count, steps):
-        self.slots = slots
+    The model's float variables (`snapshot_variables`, in that order) are
+    packed into one flat row per dtype: `buffers[g]`, of shape
+    `(n, size_g)`, holds in row `i` snapshot `i` of the variables of the
+    `g`-th dtype. A model thus needs one buffer (one per dtype), however
+    many variables it has: the jax train step carries each variable of its
+    state through every call at a cost per variable, and a `keras.ops.cond`
+    that may copy a snapshot captures one buffer instead of a variable per
+    weight and snapshot. `count_variable` (int32 scalar) and
+    `steps_variable` (int32 vector) say how many snapshots were taken and
+    at which step positions.
+    """
+
+    def __init__(self, layout, buffers, count, steps):
+        # `layout[j] = (g, start, size, shape)`: variable `j` of a snapshot
+        # is `buffers[g][i, start:start + size]`, reshaped to `shape`.
+        self.layout = layout
+        self.buffers = buffers
         self.count_variable = count
         self.steps_variable = steps
 
     @classmethod
     def create(cls, model, n, make_variable):
         """`make_variable(shape, dtype, name)` creates each variable."""
-        targets = snapshot_variables(model)
-        slots = [
-            [
-                make_variable(v.shape, v.dtype, f"snapshot_{i}_{j}")
-                for j, v in enumerate(targets)
-            ]
-            for i in range(n)
+        sizes = {}  # dtype -> packed size so far, in order of appearance
+        layout = []
+        for v in snapshot_variables(model):
+            dtype = keras.backend.standardize_dtype(v.dtype)
+            start = sizes.setdefault(dtype, 0)
+            size = int(np.prod(v.shape, dtype="int64"))
+            layout.append((list(sizes).index(dtype), start, size, tuple(v.shape)))
+            sizes[dtype] = start + size
+        buffers = [
+            make_variable((n, size), dtype, f"snapshots_{dtype}")
+            for dtype, size in sizes.items()
         ]
         count = make_variable((), "int32", "snapshot_count")
         steps = make_variable((n,), "int32", "snapshot_steps")
-        return cls(slots, count, steps)
+        return cls(layout, buffers, count, steps)
 
     def variables(self):
-        flat = [v for slot in self.slots for v in slot]
-        return flat + [self.count_variable, self.steps_variable]
+        return list(self.buffers) + [self.count_variable, self.steps_variable]
+
+    def pack(self, values):
+        """One flat row per buffer from the variables' `values` (tensors)."""
+        groups = [[] for _ in self.buffers]
+        for (g, _, _, _), value in zip(self.layout, values):
+            groups[g].append(ops.reshape(value, (-1,)))
+        return [ops.concatenate(group, axis=0) for group in groups]
+
+    def unpack(self, rows, reshape=ops.reshape):
+        """The variables' values from one row per buffer."""
+        return [
+            reshape(rows[g][start : start + size], shape)
+            for g, start, size, shape in self.layout
+        ]
+
+    def written(self, buffers, values, index):
+        """`buffers` (tensors) with row `index` (int32 scalar tensor)
+        replaced by the packed `values`; in a compiled step."""
+        index = ops.reshape(index, (1, 1))
+        return [
+            ops.scatter_update(buffer, index, ops.expand_dims(row, 0))
+            for buffer, row in zip(buffers, self.pack(values))
+        ]
+
+    def tensors(self, index):
+        """The values of snapshot `index` (a Python int), as tensors."""
+        return self.unpack([b.value[index] for b in self.buffers])
 
     @property
     def count(self):
@@ -162,21 +206,41 @@ class VariableStore:
             : self.count
         ]
 
-    def truncate(self, start):
-        kept = sum(1 for s in self.steps if s < start)
-        self.count_variable.assign(kept)
+    def truncate(self, start, steps):
+        """Keeps the snapshots taken before step `start` (`steps`: the
+        store's `steps`, as read by the caller); returns how many."""
+        kept = sum(1 for s in steps if s < start)
+        if kept != len(steps):
+            self.count_variable.assign(kept)
+        return kept
 
-    def write(self, step, model):
-        index = self.count
-        for slot, variable in zip(self.slots[index], snapshot_variables(model)):
-            slot.assign(ops.convert_to_numpy(variable))
-        steps = np.array(ops.convert_to_numpy(self.steps_variable))
-        steps[index] = step
-        self.steps_variable.assign(steps)
-        self.count_variable.assign(index + 1)
+    def packed_values(self, values):
+        """The store's variables' values from those of the earlier layout.
+
+        `values` (numpy) held one variable per snapshot and weight
+        (`snapshot_<i>_<j>`), then the count and the steps; returns the values
+        of `variables()`, or `None` if `values` does not have that layout.
+        """
+        n, width = int(self.steps_variable.shape[0]), len(self.layout)
+        if len(values) != n * width + 2:
+            return None
+        rows = [
+            [[] for _ in self.buffers] for _ in range(n)
+        ]
+        for i in range(n):
+            for (g, _, _, _), value in zip(
+                self.layout, values[i * width : (i + 1) * width]
+            ):
+                rows[i][g].append(np.reshape(value, (-1,)))
+        buffers = [
+            np.stack([np.concatenate(rows[i][g]) for i in range(n)])
+            for g in range(len(self.buffers))
+        ]
+        return buffers + list(values[-2:])
 
     def values(self, index):
-        return [ops.convert_to_numpy(v) for v in self.slots[index]]
+        rows = [np.asarray(ops.convert_to_numpy(b))[index] for b in self.buffers]
+        return self.unpack(rows, reshape=np.reshape)
 
     def load(self, index, template):
         return model_with_values(template, self.values(index))
@@ -214,14 +278,19 @@ class FileStore:
     def steps(self):
         return list(self._manifest()["steps"])
 
-    def truncate(self, start):
-        manifest = self._manifest()
-        manifest["steps"] = [s for s in manifest["steps"] if s < start]
-        self._write_manifest(manifest)
+    def truncate(self, start, steps):
+        """As `VariableStore.truncate`."""
+        kept = [s for s in steps if s < start]
+        if len(kept) != len(steps):
+            manifest = self._manifest()
+            manifest["steps"] = kept
+            self._write_manifest(manifest)
+        return len(kept)
 
     def write(self, step, model):
         manifest = self._manifest()
         index = len(manifest["steps"])
+        os.makedirs(self.directory, exist_ok=True)
         model.save_weights(self.file(index))
         if manifest.get("model") is None:
             try:
@@ -514,7 +583,7 @@ class SnapshotCallback(ScheduleCallback):
 
     def _in_step_wrap(self, train_step):
         """The rate-setting step of `ScheduleCallback`, followed, at a cycle
-        end, by the copy of the weights into the next snapshot slot, inside
+        end, by the copy of the weights into the next snapshot row, inside
         the compiled step (`keras.ops.cond`: other steps skip it)."""
         step = super()._in_step_wrap(train_step)
         if not self._in_step_store():
@@ -524,7 +593,7 @@ class SnapshotCallback(ScheduleCallback):
         return self._stateful_snapshot(step)
 
     def _due(self, position, ends, count):
-        """Whether the step at `position` ends a cycle with a slot free."""
+        """Whether the step at `position` ends a cycle with a row free."""
         return ops.logical_and(
             ops.any(ops.equal(ends, position)),
             ops.less(count, self.n_snapshots),
@@ -542,7 +611,7 @@ class SnapshotCallback(ScheduleCallback):
         positions = functools.partial(_in_step.state_positions, model)
         read = _in_step.read_state
         targets = positions(snapshot_variables(self._target()))
-        slots = [positions(slot) for slot in store.slots]
+        buffers = positions(store.buffers)
         count_at, steps_at, ends_at, offset_at, iterations_at = positions([
             store.count_variable,
             store.steps_variable,
@@ -558,25 +627,22 @@ class SnapshotCallback(ScheduleCallback):
             ends = read(state, ends_at)
             logs, state = train_step(state, data)
             count = read(state, count_at)
-            weights = [read(state, at) for at in targets]
-            old = ([[read(state, at) for at in slot] for slot in slots],
-                   read(state, steps_at), count)
+            old = ([read(state, at) for at in buffers], read(state, steps_at),
+                   count)
 
             def copy():
-                new_slots = [
-                    [ops.where(ops.equal(count, i), w, s)
-                     for w, s in zip(weights, values)]
-                    for i, values in enumerate(old[0])
-                ]
-                steps = self._steps_after(old[1], count, position)
-                return new_slots, steps, count + 1
+                weights = [read(state, at) for at in targets]
+                return (
+                    store.written(old[0], weights, count),
+                    self._steps_after(old[1], count, position),
+                    count + 1,
+                )
 
-            new_slots, steps, count = ops.cond(
+            new_buffers, steps, count = ops.cond(
                 self._due(position, ends, count), copy, lambda: old
             )
             updates = [(steps_at, steps), (count_at, count)]
-            for slot, values in zip(slots, new_slots):
-                updates += list(zip(slot, values))
+            updates += list(zip(buffers, new_buffers))
             return logs, _in_step.write_state(state, updates)
 
         return step_with_snapshot
@@ -598,11 +664,12 @@ class SnapshotCallback(ScheduleCallback):
             count = store.count_variable.value
 
             def copy():
-                targets = snapshot_variables(self._target())
-                for i, slot in enumerate(store.slots):
-                    hit = ops.equal(count, i)
-                    for s, v in zip(slot, targets):
-                        s.assign(ops.where(hit, v.value, s.value))
+                weights = [v.value for v in snapshot_variables(self._target())]
+                buffers = [b.value for b in store.buffers]
+                for buffer, value in zip(
+                    store.buffers, store.written(buffers, weights, count)
+                ):
+                    buffer.assign(value)
                 store.steps_variable.assign(self._steps_after(
                     store.steps_variable.value, count, position
                 ))
@@ -694,14 +761,15 @@ class SnapshotCallback(ScheduleCallback):
         self.schedule.cyclic = cyclic
         self.schedule.offset = self._offset
         self._ends = frozenset(cyclic.cycle_end_steps)
+        kept = 0
         if self._store is not None:
-            self._store.truncate(position)
+            kept = self._store.truncate(position, taken)
         if self._in_step_store():
             ends = np.full((self.n_snapshots,), -1, dtype="int32")
             ends[: len(cyclic.cycle_end_steps)] = cyclic.cycle_end_steps
             self._ends_variable.assign(ends)
             self._offset_variable.assign(self._offset)
-        self._announced = 0 if self._store is None else self._store.count
+        self._announced = kept
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._offset is None:

@@ -7,8 +7,9 @@ Design notes
   from that one mechanism, and everything `fit` accepts (validation data,
   `class_weight`, `tf.data`, callbacks) works unchanged.
 * Without `snapshot_dir`, the snapshots live in **pre-created,
-  non-trainable variables of the `SnapshotEnsemble`** (one copy of the
-  wrapped model's float variables per snapshot, a counter and the steps at
+  non-trainable variables of the `SnapshotEnsemble`** (the wrapped
+  model's float variables packed into one row per snapshot, one buffer per
+  dtype, a counter and the steps at
   which they were taken). The model's structure is therefore static: a
   `.keras` file and `model.save_weights` (hence `BackupAndRestore`) keep
   every snapshot taken. The callback copies the weights into them inside
@@ -28,6 +29,7 @@ Design notes
 import types
 
 import keras
+import numpy as np
 from keras import ops
 
 from kerasreg import _checks
@@ -269,14 +271,25 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
         self.test_function = None
 
     def _set_fitting(self, fitting):
-        self._state.fitting = fitting
+        was_fitting, self._state.fitting = self._state.fitting, fitting
         if fitting:
             self.predict_function = None
             self.test_function = None
-        else:
+        elif was_fitting:
             self._refresh()
 
     def load_own_variables(self, store):
+        own = self._state.store
+        if isinstance(own, VariableStore) and len(store.keys()) != len(
+            own.variables()
+        ):
+            # A file of the earlier layout (one variable per snapshot and
+            # weight): packed here into the store's buffers.
+            values = own.packed_values(
+                [np.asarray(store[str(i)]) for i in range(len(store.keys()))]
+            )
+            if values is not None:
+                store = {str(i): v for i, v in enumerate(values)}
         super().load_own_variables(store)
         self._refresh()
 
@@ -301,11 +314,11 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
             model = self.model
             targets = {id(v): j for j, v in enumerate(snapshot_variables(model))}
             for i in self._state.taken:
-                slot = self._state.store.slots[i]
+                values = self._state.store.tensors(i)
 
                 def value(v):
                     j = targets.get(id(v))
-                    return v.value if j is None else slot[j].value
+                    return v.value if j is None else values[j]
 
                 out, _ = model.stateless_call(
                     [value(v) for v in model.trainable_variables],
