@@ -4,6 +4,7 @@ Every figure is a ratio measured in one process, with the two sides run
 alternately so that machine noise hits both alike.
 """
 
+import gc
 import time
 
 import keras
@@ -46,14 +47,23 @@ def epoch_fn(model, x, y, batch_size):
 def interleaved(fns, repeats=5, warmup=1):
     """Times each zero-argument callable in `fns` (a dict), alternating them.
 
+    As `timeit` does, the garbage collector runs before each timed call and
+    is off during it, so that a collection started by one side's garbage
+    does not land in the other side's time.
+
     Returns a dict name -> list of seconds (warm-up runs dropped).
     """
     times = {name: [] for name in fns}
     for r in range(warmup + repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            elapsed = time.perf_counter() - start
+            gc.collect()
+            gc.disable()
+            try:
+                start = time.perf_counter()
+                fn()
+                elapsed = time.perf_counter() - start
+            finally:
+                gc.enable()
             if r >= warmup:
                 times[name].append(elapsed)
     return times

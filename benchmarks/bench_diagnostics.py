@@ -49,7 +49,7 @@ def run(quick=False):
         "every50": fit(compiled(), [UpdateRatioMonitor(every=50, low=1e-12, high=1e12)]),
         "every1": fit(compiled(), [UpdateRatioMonitor(every=1, low=1e-12, high=1e12)]),
     }
-    times = interleaved(fns, repeats=5 if quick else 9, warmup=1)
+    times = interleaved(fns, repeats=5 if quick else 21, warmup=1)
     steps = n // batch_size
     note = f"{steps} steps/epoch, batch {batch_size}"
     return [

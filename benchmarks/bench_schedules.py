@@ -113,5 +113,5 @@ def _snapshot_figure(x, y, repeats):
 def run(quick=False):
     n = 2048 if quick else 8192
     x, y = mlp_data(n=n)
-    repeats = 5 if quick else 15
+    repeats = 5 if quick else 31
     return [_schedule_figure(x, y, repeats), _snapshot_figure(x, y, repeats)]
