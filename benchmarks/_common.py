@@ -47,15 +47,20 @@ def epoch_fn(model, x, y, batch_size):
 def interleaved(fns, repeats=5, warmup=1):
     """Times each zero-argument callable in `fns` (a dict), alternating them.
 
-    As `timeit` does, the garbage collector runs before each timed call and
+    Rounds alternate the order of the callables. As `timeit` does, the
+    garbage collector runs before each timed call and
     is off during it, so that a collection started by one side's garbage
     does not land in the other side's time.
 
     Returns a dict name -> list of seconds (warm-up runs dropped).
     """
     times = {name: [] for name in fns}
+    names = list(fns)
     for r in range(warmup + repeats):
-        for name, fn in fns.items():
+        # Rounds alternate the order (A B, B A, ...): a cost that falls on
+        # whichever side runs first or second in a round hits both alike.
+        for name in names if r % 2 == 0 else names[::-1]:
+            fn = fns[name]
             gc.collect()
             gc.disable()
             try:
