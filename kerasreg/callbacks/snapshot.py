@@ -224,9 +224,7 @@ class VariableStore:
         n, width = int(self.steps_variable.shape[0]), len(self.layout)
         if len(values) != n * width + 2:
             return None
-        rows = [
-            [[] for _ in self.buffers] for _ in range(n)
-        ]
+        rows = [[[] for _ in self.buffers] for _ in range(n)]
         for i in range(n):
             for (g, _, _, _), value in zip(
                 self.layout, values[i * width : (i + 1) * width]
