@@ -123,6 +123,21 @@ def test_cycle_length_and_is_cycle_end():
     assert float(c(3)) == pytest.approx(0.1)
 
 
+def test_cyclic_cosine_numpy_steps_equal_the_tensor_path():
+    # Integer numpy steps read one cached cycle of rates: bit-equal to the
+    # formula on tensors, past the first cycle, for negative steps, and
+    # recomputed when a hyperparameter changes.
+    c = S.CyclicCosine(0.1, 1000, 3, min_learning_rate=0.002)
+    t = np.array([-5, -1, 0, 1, 333, 334, 999, 1000, 123457], dtype="int64")
+    tensor = ops.convert_to_numpy(c(ops.convert_to_tensor(t, "int32")))
+    np.testing.assert_array_equal(c(t), tensor)
+    assert float(c(np.int32(7))) == float(c(np.array([7]))[0])
+    c.initial_learning_rate = 0.2
+    np.testing.assert_array_equal(
+        c(t), ops.convert_to_numpy(c(ops.convert_to_tensor(t, "int32")))
+    )
+
+
 def _per_step_rates_from_weights(schedule, steps):
     """Trains w <- w - lr(t) * 1 with the schedule inside the compiled step.
 

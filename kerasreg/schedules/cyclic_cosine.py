@@ -93,6 +93,8 @@ class CyclicCosine(LearningRateSchedule):
             )
         self.min_learning_rate = float(min_learning_rate)
         self.name = name
+        self._cycle_key = None  # what `_cycle_rates` was computed for
+        self._cycle_rates = None
 
     @property
     def cycle_length(self):
@@ -130,12 +132,29 @@ class CyclicCosine(LearningRateSchedule):
         )
 
     def __call__(self, step):
+        if isinstance(step, np.ndarray) and step.dtype.kind in "iu":
+            # Integer steps in numpy (a callback filling its rate table):
+            # the rate depends only on `step mod cycle_length`, so one
+            # cycle's rates, computed once with the same ops, give them all.
+            return self._one_cycle()[np.mod(step, self.cycle_length)]
+        return self._rate(step)
+
+    def _rate(self, step):
         return _math.cyclic_cosine(
             step,
             self.initial_learning_rate,
             self.cycle_length,
             self.min_learning_rate,
         )
+
+    def _one_cycle(self):
+        """`self(t)` for `t` in `[0, cycle_length)`, float32 numpy (cached)."""
+        key = (self.initial_learning_rate, self.cycle_length, self.min_learning_rate)
+        if self._cycle_key != key:
+            t = np.arange(self.cycle_length, dtype="int32")
+            self._cycle_rates = np.asarray(ops.convert_to_numpy(self._rate(t)))
+            self._cycle_key = key
+        return self._cycle_rates
 
     def get_config(self):
         return {
