@@ -660,13 +660,13 @@ def _own_variables(se):
 
 def test_store_is_one_buffer_per_dtype():
     # However many weights the model has, its snapshots live in one
-    # (n_snapshots, size) buffer per dtype (plus the count and the steps):
-    # the jax train step carries every state variable through each call.
+    # (n_snapshots, size) buffer per dtype (plus the steps, -1 where none
+    # was taken): the jax train step carries every state variable through
+    # each call.
     x, y = _data()
     se = _fit_se(x, y)
     sizes = sum(int(np.prod(v.shape)) for v in se.model.weights)
-    assert [tuple(v.shape) for v in _own_variables(se)] == [
-        (3, sizes), (), (3,)]
+    assert [tuple(v.shape) for v in _own_variables(se)] == [(3, sizes), (3,)]
     # A layer of another dtype gets a buffer of its own; values round-trip.
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
@@ -685,7 +685,7 @@ def test_store_is_one_buffer_per_dtype():
     se.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0,
            callbacks=[recorder])
     assert [str(v.dtype) for v in _own_variables(se)] == [
-        "float32", "float64", "int32", "int32"]
+        "float32", "float64", "int32"]
     assert se.snapshot_steps == [2, 5]
     for snapshot, t in zip(se.snapshots, se.snapshot_steps):
         for got, want in zip(snapshot.get_weights(), after[t]):
@@ -693,16 +693,31 @@ def test_store_is_one_buffer_per_dtype():
             np.testing.assert_array_equal(got, want)
 
 
-def test_loads_the_earlier_one_variable_per_weight_layout():
-    # `.keras` files saved before the packed store held one variable per
-    # snapshot and weight (`snapshot_<i>_<j>`), then the count and steps.
+@pytest.mark.parametrize("layout", ["per_weight", "count"])
+def test_loads_the_earlier_layouts(layout):
+    # `.keras` files of earlier layouts: the first held one variable per
+    # snapshot and weight (`snapshot_<i>_<j>`), the second one buffer per
+    # dtype; both then a count and the steps (0 in the rows not taken).
+    # Here 3 of 4 snapshots were taken.
     x, y = _data()
-    se = _fit_se(x, y)
-    probs = se.predict(x, verbose=0)
-    legacy = [w for i in range(3) for w in se.snapshots[i].get_weights()]
-    legacy += [keras.ops.convert_to_numpy(v) for v in _own_variables(se)[-2:]]
-    fresh = SnapshotEnsemble(_mlp(), n_snapshots=3, initial_learning_rate=0.2)
+    se = _fit_se(x, y, n=4, epochs=4)
+    assert se.snapshot_steps == [2, 5, 8, 11]
+    buffer, steps = [keras.ops.convert_to_numpy(v) for v in _own_variables(se)]
+    if layout == "per_weight":
+        shapes = [tuple(w.shape) for w in se.model.get_weights()]
+        bounds = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
+        legacy = [row[a:b].reshape(shape) for row in buffer
+                  for a, b, shape in zip(bounds, bounds[1:], shapes)]
+    else:
+        legacy = [buffer]
+    legacy += [np.int32(3), np.array([2, 5, 8, 0], "int32")]
+    fresh = SnapshotEnsemble(
+        _mlp(), n_snapshots=4, keep=2, initial_learning_rate=0.2)
     fresh.build((None, 6))
     fresh.load_own_variables({str(i): v for i, v in enumerate(legacy)})
-    assert fresh.snapshot_steps == [5, 11, 17]
-    np.testing.assert_allclose(fresh.predict(x, verbose=0), probs, atol=1e-6)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(_own_variables(fresh)[-1]), [2, 5, 8, -1])
+    assert fresh.snapshot_steps == [5, 8]
+    for got, want in zip(fresh.snapshots, se.snapshots[1:3]):
+        for a, b in zip(got.get_weights(), want.get_weights()):
+            np.testing.assert_array_equal(a, b)

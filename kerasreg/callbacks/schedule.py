@@ -233,10 +233,10 @@ class ScheduleCallback(keras.callbacks.Callback):
             return contextlib.nullcontext()
         return strategy.scope()
 
-    def _new_variable(self, shape, dtype, name):
+    def _new_variable(self, shape, dtype, name, initializer="zeros"):
         return keras.Variable(
-            initializer="zeros", shape=shape, dtype=dtype, trainable=False,
-            name=name,
+            initializer=initializer, shape=shape, dtype=dtype,
+            trainable=False, name=name,
         )
 
     def _prepare(self, model):

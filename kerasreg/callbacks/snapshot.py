@@ -21,7 +21,7 @@ Design notes
   `kerasreg/callbacks/_in_step.py`) computes its position from the
   optimizer's `iterations` and, in a `keras.ops.cond` that other steps skip,
   copies the weights after the update into the next pre-created snapshot
-  row, with the step and the count. No python work or state sync per step,
+  row, with its step. No python work or state sync per step,
   and exact with `steps_per_execution > 1`. With `snapshot_dir`, files are
   written from python instead: after each batch a python integer
   comparison decides whether a cycle ended; only then (n times per run) is
@@ -32,8 +32,8 @@ Design notes
   which they were taken and the model's config without its compile config,
   enough to rebuild them in another process); otherwise, in non-trainable
   variables (the model's float variables packed into one row per snapshot,
-  one buffer per dtype, `VariableStore`; a counter
-  and the steps) that the optimizer tracks while `fit` runs, through the
+  one buffer per dtype, `VariableStore`, and the steps at which they were
+  taken) that the optimizer tracks while `fit` runs, through the
   in-step seam shared with `WeightEMA`, so that `model.save_weights`,
   hence `BackupAndRestore`, saves them. For a model that its first train
   step builds (a `Sequential` without `keras.Input` on tensorflow) they are
@@ -134,22 +134,22 @@ class VariableStore:
     many variables it has: the jax train step carries each variable of its
     state through every call at a cost per variable, and a `keras.ops.cond`
     that may copy a snapshot captures one buffer instead of a variable per
-    weight and snapshot. `count_variable` (int32 scalar) and
-    `steps_variable` (int32 vector) say how many snapshots were taken and
-    at which step positions.
+    weight and snapshot. `steps_variable` (int32, `(n,)`) holds the step
+    position of each snapshot taken, in order, and `-1` in the rows not
+    taken: the number taken is the number of entries >= 0.
     """
 
-    def __init__(self, layout, buffers, count, steps):
+    def __init__(self, layout, buffers, steps):
         # `layout[j] = (g, start, size, shape)`: variable `j` of a snapshot
         # is `buffers[g][i, start:start + size]`, reshaped to `shape`.
         self.layout = layout
         self.buffers = buffers
-        self.count_variable = count
         self.steps_variable = steps
 
     @classmethod
     def create(cls, model, n, make_variable):
-        """`make_variable(shape, dtype, name)` creates each variable."""
+        """`make_variable(shape, dtype, name, initializer)` creates each
+        variable."""
         sizes = {}  # dtype -> packed size so far, in order of appearance
         layout = []
         for v in snapshot_variables(model):
@@ -159,15 +159,20 @@ class VariableStore:
             layout.append((list(sizes).index(dtype), start, size, tuple(v.shape)))
             sizes[dtype] = start + size
         buffers = [
-            make_variable((n, size), dtype, f"snapshots_{dtype}")
+            make_variable((n, size), dtype, f"snapshots_{dtype}", "zeros")
             for dtype, size in sizes.items()
         ]
-        count = make_variable((), "int32", "snapshot_count")
-        steps = make_variable((n,), "int32", "snapshot_steps")
-        return cls(layout, buffers, count, steps)
+        steps = make_variable(
+            (n,), "int32", "snapshot_steps", keras.initializers.Constant(-1)
+        )
+        return cls(layout, buffers, steps)
+
+    @property
+    def n(self):
+        return int(self.steps_variable.shape[0])
 
     def variables(self):
-        return list(self.buffers) + [self.count_variable, self.steps_variable]
+        return list(self.buffers) + [self.steps_variable]
 
     def pack(self, values):
         """One flat row per buffer from the variables' `values` (tensors)."""
@@ -183,14 +188,23 @@ class VariableStore:
             for g, start, size, shape in self.layout
         ]
 
-    def written(self, buffers, values, index):
-        """`buffers` (tensors) with row `index` (int32 scalar tensor)
-        replaced by the packed `values`; in a compiled step."""
-        index = ops.reshape(index, (1, 1))
-        return [
+    @staticmethod
+    def taken(steps):
+        """How many snapshots the `steps` tensor records (int32 scalar)."""
+        return ops.sum(ops.cast(ops.greater_equal(steps, 0), "int32"))
+
+    def written(self, buffers, steps, values, position):
+        """In a compiled step: `buffers` and `steps` (tensors) with the
+        packed `values` written as the next snapshot, taken at `position`
+        (int32 scalar tensor)."""
+        count = self.taken(steps)
+        index = ops.reshape(count, (1, 1))
+        buffers = [
             ops.scatter_update(buffer, index, ops.expand_dims(row, 0))
             for buffer, row in zip(buffers, self.pack(values))
         ]
+        rows = ops.arange(self.n, dtype="int32")
+        return buffers, ops.where(ops.equal(rows, count), position, steps)
 
     def tensors(self, index):
         """The values of snapshot `index` (a Python int), as tensors."""
@@ -198,43 +212,50 @@ class VariableStore:
 
     @property
     def count(self):
-        return int(ops.convert_to_numpy(self.count_variable))
+        return len(self.steps)
 
     @property
     def steps(self):
-        return [int(s) for s in ops.convert_to_numpy(self.steps_variable)][
-            : self.count
-        ]
+        return [int(s) for s in ops.convert_to_numpy(self.steps_variable) if s >= 0]
 
     def truncate(self, start, steps):
         """Keeps the snapshots taken before step `start` (`steps`: the
         store's `steps`, as read by the caller); returns how many."""
         kept = sum(1 for s in steps if s < start)
         if kept != len(steps):
-            self.count_variable.assign(kept)
+            values = np.full((self.n,), -1, dtype="int32")
+            values[:kept] = steps[:kept]
+            self.steps_variable.assign(values)
         return kept
 
-    def packed_values(self, values):
-        """The store's variables' values from those of the earlier layout.
+    def values_of_earlier_layout(self, values):
+        """The store's variables' values from those of an earlier layout.
 
-        `values` (numpy) held one variable per snapshot and weight
-        (`snapshot_<i>_<j>`), then the count and the steps; returns the values
-        of `variables()`, or `None` if `values` does not have that layout.
+        `values` (numpy) end with the count and the steps (the rows not
+        taken held 0); before them, either one buffer per dtype, or, in the
+        first layout, one variable per snapshot and weight
+        (`snapshot_<i>_<j>`). Returns the values of `variables()`, or `None`
+        if `values` has neither layout.
         """
-        n, width = int(self.steps_variable.shape[0]), len(self.layout)
-        if len(values) != n * width + 2:
+        n, width = self.n, len(self.layout)
+        if len(values) == n * width + 2:
+            rows = [[[] for _ in self.buffers] for _ in range(n)]
+            for i in range(n):
+                for (g, _, _, _), value in zip(
+                    self.layout, values[i * width : (i + 1) * width]
+                ):
+                    rows[i][g].append(np.reshape(value, (-1,)))
+            buffers = [
+                np.stack([np.concatenate(rows[i][g]) for i in range(n)])
+                for g in range(len(self.buffers))
+            ]
+        elif len(values) == len(self.buffers) + 2:
+            buffers = list(values[:-2])
+        else:
             return None
-        rows = [[[] for _ in self.buffers] for _ in range(n)]
-        for i in range(n):
-            for (g, _, _, _), value in zip(
-                self.layout, values[i * width : (i + 1) * width]
-            ):
-                rows[i][g].append(np.reshape(value, (-1,)))
-        buffers = [
-            np.stack([np.concatenate(rows[i][g]) for i in range(n)])
-            for g in range(len(self.buffers))
-        ]
-        return buffers + list(values[-2:])
+        steps = np.array(values[-1], dtype="int32")
+        steps[int(values[-2]) :] = -1
+        return buffers + [steps]
 
     def values(self, index):
         rows = [np.asarray(ops.convert_to_numpy(b))[index] for b in self.buffers]
@@ -487,10 +508,10 @@ class SnapshotCallback(ScheduleCallback):
         self._template = None
         self._offset = None
         self._ends = ()
-        # In-step snapshots: this fit's cycle-end positions (padded with -1)
-        # and `iterations - position` (Keras variables, see `_prepare`).
-        self._ends_variable = None
-        self._offset_variable = None
+        # In-step snapshots: `iterations - position` then this fit's
+        # cycle-end positions, padded with -1 (a Keras variable, int32
+        # `(n_snapshots + 1,)`, see `_prepare`).
+        self._layout_variable = None
         self._announced = 0
         if snapshot_dir is not None:
             # Files are written from python, after the step that ends a
@@ -528,14 +549,10 @@ class SnapshotCallback(ScheduleCallback):
         if self._store_owner is model:
             return False
 
-        def make(shape, dtype, name):
-            return keras.Variable(
-                initializer="zeros", shape=shape, dtype=dtype,
-                trainable=False, name=name,
-            )
-
         with self._strategy_scope():
-            self._store = VariableStore.create(model, self.n_snapshots, make)
+            self._store = VariableStore.create(
+                model, self.n_snapshots, self._new_variable
+            )
         self._store_owner = model
         return True
 
@@ -546,13 +563,10 @@ class SnapshotCallback(ScheduleCallback):
         `BackupAndRestore`, stores them). For a model that its first train
         step builds (tensorflow), the own store is created in that step."""
         super()._prepare(model)
-        if self._ends_variable is None:
+        if self._layout_variable is None:
             with self._strategy_scope():
-                self._ends_variable = self._new_variable(
-                    (self.n_snapshots,), "int32", "snapshot_cycle_ends"
-                )
-                self._offset_variable = self._new_variable(
-                    (), "int32", "snapshot_offset"
+                self._layout_variable = self._new_variable(
+                    (self.n_snapshots + 1,), "int32", "snapshot_cycle_ends"
                 )
         if self._own_store and model.built:
             self._create_store()
@@ -563,7 +577,7 @@ class SnapshotCallback(ScheduleCallback):
             variables += self._store.variables()
         variables += super()._in_step_variables()
         if self._in_step_store():
-            variables += [self._ends_variable, self._offset_variable]
+            variables.append(self._layout_variable)
         return variables
 
     def _create_lazily(self):
@@ -577,7 +591,7 @@ class SnapshotCallback(ScheduleCallback):
 
     @property
     def _in_step_key(self):
-        return (super()._in_step_key, id(self._store), id(self._ends_variable))
+        return (super()._in_step_key, id(self._store), id(self._layout_variable))
 
     def _in_step_wrap(self, train_step):
         """The rate-setting step of `ScheduleCallback`, followed, at a cycle
@@ -590,16 +604,15 @@ class SnapshotCallback(ScheduleCallback):
             return self._functional_snapshot(step)
         return self._stateful_snapshot(step)
 
-    def _due(self, position, ends, count):
-        """Whether the step at `position` ends a cycle with a row free."""
-        return ops.logical_and(
-            ops.any(ops.equal(ends, position)),
-            ops.less(count, self.n_snapshots),
+    def _position_and_due(self, iterations, layout, steps):
+        """The step's position in this fit's run, and whether it ends a
+        cycle with a snapshot row still free (tensors)."""
+        position = ops.cast(iterations, "int32") - layout[0]
+        due = ops.logical_and(
+            ops.any(ops.equal(layout[1:], position)),
+            ops.less(VariableStore.taken(steps), self.n_snapshots),
         )
-
-    def _steps_after(self, steps, count, position):
-        index = ops.arange(self.n_snapshots, dtype="int32")
-        return ops.where(ops.equal(index, count), position, steps)
+        return position, due
 
     def _functional_snapshot(self, train_step):
         """Wraps a jax-style `train_step(state, data)`: pure update of the
@@ -610,37 +623,26 @@ class SnapshotCallback(ScheduleCallback):
         read = _in_step.read_state
         targets = positions(snapshot_variables(self._target()))
         buffers = positions(store.buffers)
-        count_at, steps_at, ends_at, offset_at, iterations_at = positions([
-            store.count_variable,
+        steps_at, layout_at, iterations_at = positions([
             store.steps_variable,
-            self._ends_variable,
-            self._offset_variable,
+            self._layout_variable,
             model.optimizer.iterations,
         ])
 
         def step_with_snapshot(state, data):
-            position = ops.cast(read(state, iterations_at), "int32") - read(
-                state, offset_at
-            )
-            ends = read(state, ends_at)
+            iterations = read(state, iterations_at)
             logs, state = train_step(state, data)
-            count = read(state, count_at)
-            old = ([read(state, at) for at in buffers], read(state, steps_at),
-                   count)
+            old = ([read(state, at) for at in buffers], read(state, steps_at))
+            position, due = self._position_and_due(
+                iterations, read(state, layout_at), old[1]
+            )
 
             def copy():
                 weights = [read(state, at) for at in targets]
-                return (
-                    store.written(old[0], weights, count),
-                    self._steps_after(old[1], count, position),
-                    count + 1,
-                )
+                return store.written(*old, weights, position)
 
-            new_buffers, steps, count = ops.cond(
-                self._due(position, ends, count), copy, lambda: old
-            )
-            updates = [(steps_at, steps), (count_at, count)]
-            updates += list(zip(buffers, new_buffers))
+            new_buffers, steps = ops.cond(due, copy, lambda: old)
+            updates = [(steps_at, steps)] + list(zip(buffers, new_buffers))
             return logs, _in_step.write_state(state, updates)
 
         return step_with_snapshot
@@ -651,34 +653,28 @@ class SnapshotCallback(ScheduleCallback):
         iterations = model.optimizer.iterations
 
         def step_with_snapshot(data):
-            position = (
-                ops.cast(iterations.value, "int32")
-                - self._offset_variable.value
-            )
+            before = ops.cast(iterations.value, "int32")  # read before the step
             logs = train_step(data)
             if self._own_store and self._store_owner is not model:
                 self._create_lazily()
             store = self._store
-            count = store.count_variable.value
+            position, due = self._position_and_due(
+                before, self._layout_variable.value, store.steps_variable.value
+            )
 
             def copy():
                 weights = [v.value for v in snapshot_variables(self._target())]
-                buffers = [b.value for b in store.buffers]
-                for buffer, value in zip(
-                    store.buffers, store.written(buffers, weights, count)
-                ):
+                buffers, steps = store.written(
+                    [b.value for b in store.buffers],
+                    store.steps_variable.value,
+                    weights,
+                    position,
+                )
+                for buffer, value in zip(store.buffers, buffers):
                     buffer.assign(value)
-                store.steps_variable.assign(self._steps_after(
-                    store.steps_variable.value, count, position
-                ))
-                store.count_variable.assign(count + 1)
-                return ops.zeros((), "int32")
+                store.steps_variable.assign(steps)
 
-            ops.cond(
-                self._due(position, self._ends_variable.value, count),
-                copy,
-                lambda: ops.zeros((), "int32"),
-            )
+            _in_step.when(due, copy)
             return logs
 
         return step_with_snapshot
@@ -763,10 +759,10 @@ class SnapshotCallback(ScheduleCallback):
         if self._store is not None:
             kept = self._store.truncate(position, taken)
         if self._in_step_store():
-            ends = np.full((self.n_snapshots,), -1, dtype="int32")
-            ends[: len(cyclic.cycle_end_steps)] = cyclic.cycle_end_steps
-            self._ends_variable.assign(ends)
-            self._offset_variable.assign(self._offset)
+            layout = np.full((self.n_snapshots + 1,), -1, dtype="int32")
+            layout[0] = self._offset
+            layout[1 : len(cyclic.cycle_end_steps) + 1] = cyclic.cycle_end_steps
+            self._layout_variable.assign(layout)
         self._announced = kept
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -233,9 +233,9 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
             self._state.store = FileStore(self.snapshot_dir)
             return
 
-        def make(shape, dtype, name):
+        def make(shape, dtype, name, initializer):
             return self.add_weight(
-                shape=shape, dtype=dtype, initializer="zeros",
+                shape=shape, dtype=dtype, initializer=initializer,
                 trainable=False, autocast=False, name=name,
             )
 
@@ -283,9 +283,9 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
         if isinstance(own, VariableStore) and len(store.keys()) != len(
             own.variables()
         ):
-            # A file of the earlier layout (one variable per snapshot and
-            # weight): packed here into the store's buffers.
-            values = own.packed_values(
+            # A file of an earlier layout (with a count variable; in the
+            # first, one variable per snapshot and weight): converted here.
+            values = own.values_of_earlier_layout(
                 [np.asarray(store[str(i)]) for i in range(len(store.keys()))]
             )
             if values is not None:
