@@ -174,6 +174,13 @@ class VariableStore:
     def variables(self):
         return list(self.buffers) + [self.steps_variable]
 
+    def _packed(self, values):
+        """One flat row per buffer from the variables' `values` (tensors)."""
+        groups = [[] for _ in self.buffers]
+        for (g, _, _, _), value in zip(self.layout, values):
+            groups[g].append(ops.reshape(value, (-1,)))
+        return [ops.concatenate(group, axis=0) for group in groups]
+
     def unpack(self, rows, reshape=ops.reshape):
         """The variables' values from one row per buffer."""
         return [
@@ -191,14 +198,21 @@ class VariableStore:
         variables' `values` written as the next snapshot, taken at
         `position` (int32 scalar tensor)."""
         count = self.taken(steps)
-        buffers = list(buffers)
-        for (g, start, _, _), value in zip(self.layout, values):
-            # One in-place slice update per variable: XLA on CPU writes a
-            # concatenated row (`ops.concatenate`, then one update) about
-            # five times slower.
-            buffers[g] = ops.slice_update(
-                buffers[g], (count, start), ops.reshape(value, (1, -1))
-            )
+        if keras.backend.backend() == "jax":
+            # XLA updates each variable's slice of the row in place; writing
+            # the concatenated row instead is about five times slower there.
+            buffers = list(buffers)
+            for (g, start, _, _), value in zip(self.layout, values):
+                buffers[g] = ops.slice_update(
+                    buffers[g], (count, start), ops.reshape(value, (1, -1))
+                )
+        else:
+            # Eager or graph updates copy the buffer: one per buffer.
+            index = ops.reshape(count, (1, 1))
+            buffers = [
+                ops.scatter_update(buffer, index, ops.expand_dims(row, 0))
+                for buffer, row in zip(buffers, self._packed(values))
+            ]
         rows = ops.arange(self.n, dtype="int32")
         return buffers, ops.where(ops.equal(rows, count), position, steps)
 
