@@ -10,6 +10,7 @@ Its hand-written "Keras compatibility" section (`make test-compat`) is kept.
 """
 
 import argparse
+import gc
 import datetime
 import importlib
 import json
@@ -82,6 +83,10 @@ def main(argv=None):
         areas = [a for a in areas if a in args.only]
     rows = []
     for area in areas:
+        # Each area starts from a clean Keras session: the models and
+        # compiled functions of the areas before it are freed.
+        keras.backend.clear_session()
+        gc.collect()
         module = importlib.import_module(f"bench_{area}")
         print(f"== {area}", flush=True)
         kwargs = {"gpu": True} if args.gpu and "gpu" in module.run.__code__.co_varnames else {}
