@@ -136,6 +136,14 @@ def test_cyclic_cosine_numpy_steps_equal_the_tensor_path():
     np.testing.assert_array_equal(
         c(t), ops.convert_to_numpy(c(ops.convert_to_tensor(t, "int32")))
     )
+    # A cycle too long to cache (10**9 steps) is computed, not tabulated.
+    c = S.CyclicCosine(0.1, 10**9, 1)
+    t = np.array([0, 12345, 10**8], dtype="int64")
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(c(t)),
+        ops.convert_to_numpy(c(ops.convert_to_tensor(t, "int32"))),
+    )
+    assert c._cycle_rates is None
 
 
 def _per_step_rates_from_weights(schedule, steps):

@@ -11,6 +11,10 @@ from kerasreg._registry import register
 from kerasreg.schedules import _math
 
 
+# Longest cycle whose rates `__call__` caches for numpy steps (4 MiB).
+_CACHED_CYCLE = 1 << 20
+
+
 @register
 class CyclicCosine(LearningRateSchedule):
     """Cyclic cosine annealing, the schedule of snapshot ensembles.
@@ -132,7 +136,11 @@ class CyclicCosine(LearningRateSchedule):
         )
 
     def __call__(self, step):
-        if isinstance(step, np.ndarray) and step.dtype.kind in "iu":
+        if (
+            isinstance(step, np.ndarray)
+            and step.dtype.kind in "iu"
+            and self.cycle_length <= _CACHED_CYCLE
+        ):
             # Integer steps in numpy (a callback filling its rate table):
             # the rate depends only on `step mod cycle_length`, so one
             # cycle's rates, computed once with the same ops, give them all.
