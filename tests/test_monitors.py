@@ -446,3 +446,61 @@ def test_without_labels_records_activations_only():
         hist.capture()
     assert set(hist.activations) == {"h0", "h1", "h2", "h3", "h4", "out"}
     assert hist.gradients == {}
+
+
+def test_dispatch_runs_the_busy_step_only_on_due_calls():
+    # On jax the seam runs a second compiled step, without the monitor's
+    # work, on the calls where no step is due: a step that compares old and
+    # new weights makes XLA copy every weight at every step (donated state).
+    from kerasreg.callbacks._in_step import _Dispatch
+
+    ran = []
+
+    def step(name):
+        def run(state, iterator):
+            ran.append((name, int(state[0][0])))
+            return {}, ([state[0][0] + 3],)  # 3 steps per call
+        return run
+
+    monitor = UpdateRatioMonitor(every=5)
+    dispatch = _Dispatch(step("busy"), step("idle"), (0, 0),
+                         [monitor._in_step_busy], steps_per_call=3)
+    state = ([np.int32(4)],)
+    for _ in range(4):
+        _, state = dispatch(state, None)
+    # Calls cover steps 4-6 (5 due), 7-9, 10-12 (10 due), 13-15 (15 due).
+    assert ran == [("busy", 4), ("idle", 7), ("busy", 10), ("busy", 13)]
+    # A state the last call did not return (a callback synced it, a new
+    # epoch) is read again: the count follows it.
+    ran.clear()
+    dispatch(([np.int32(1)],), None)
+    dispatch(([np.int32(16)],), None)
+    assert ran == [("idle", 1), ("idle", 16)]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="the dispatch is jax-only")
+def test_jax_fit_runs_the_monitor_step_on_due_steps_only():
+    from kerasreg.callbacks import _in_step
+
+    x, y = _data()
+    model = _linear(0.01, 0.5)
+    monitor = UpdateRatioMonitor(every=3, low=1e-12, high=1e12)
+    busy = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            dispatch = _in_step._SEAMS[model].cache[1]
+            run = dispatch._busy
+
+            def counted(state, iterator):
+                busy.append(1)
+                return run(state, iterator)
+
+            dispatch._busy = counted
+
+    model.fit(x, y, batch_size=1, epochs=2, verbose=0,
+              callbacks=[monitor, Spy()])
+    # 16 steps, due at 0, 3, ..., 15: 6 busy calls out of 16.
+    assert [r["step"] for r in monitor.records] == [0, 3, 6, 9, 12, 15]
+    assert len(busy) == 6

@@ -20,7 +20,9 @@ one module, which keeps, per model:
   around the model's `train_step` and the train function is compiled once
   (`make_train_function(force=True)`); it is cached and reused by later
   `fit` calls with the same owners. The model's own train function is put
-  back when the last owner is released.
+  back when the last owner is released. On jax, owners whose work is
+  sparse (`owner._in_step_busy(iteration, steps)`) also get a step without
+  their work, run on the calls where none of it is due (`_Dispatch`).
 * **Every way out of `fit`.** Keras calls no callback when `fit` raises (an
   exception in a callback, Ctrl-C), and a callback cannot wrap the `fit`
   call it is part of. A session left open by such a `fit` is therefore
@@ -174,15 +176,43 @@ class _Seam:
             _compat.set_train_function(model, self.cache[1])
             self.original = original
             return
-        step = model.train_step
-        for _, wrap in wraps:
-            step = wrap(step)
-        function = _compat.compile_train_function(model, step)
+        function = self._compile([wrap for _, wrap in wraps])
+        sparse = [
+            o for o in self.owners.values() if hasattr(o, "_in_step_busy")
+        ]
+        iterations = model.optimizer.iterations
+        if (
+            keras.backend.backend() == "jax"
+            and sparse
+            and isinstance(iterations, keras.Variable)
+        ):
+            dense = [
+                o._in_step_wrap
+                for o in self.owners.values()
+                if hasattr(o, "_in_step_wrap") and o not in sparse
+            ]
+            function = _Dispatch(
+                function,
+                self._compile(dense),
+                state_positions(model, [iterations])[0],
+                [o._in_step_busy for o in sparse],
+                model.steps_per_execution,
+            )
+        _compat.set_train_function(model, function)
         self.cache = (original, function, key)
         self.original = original
 
+    def _compile(self, wraps):
+        model = self.model
+        step = model.train_step
+        for wrap in wraps:
+            step = wrap(step)
+        return _compat.compile_train_function(model, step)
+
     def _restore_train_function(self):
         if self.original is not None:
+            if isinstance(self.cache[1], _Dispatch):
+                self.cache[1].forget()
             _compat.set_train_function(self.model, self.original)
             self.original = None
 
@@ -205,6 +235,48 @@ class _Seam:
         model = self.model
         if self.owners and model is not None and not _loop_running(model):
             self.close()
+
+
+class _Dispatch:
+    """A jax train function that runs the owners' sparse work only when due.
+
+    On jax the train step's state is donated: a step that compares the
+    weights it received with those it produced (`UpdateRatioMonitor`) makes
+    XLA copy every weight at every step, measured or not, because the
+    updated weights are written into the buffers of the old ones. Owners
+    whose work is sparse say, from the optimizer's iteration count, which
+    calls are `busy` (`owner._in_step_busy(iteration, steps) -> bool`);
+    the other calls run a second compiled step without their work (compiled
+    on first use: `every=1` never compiles it). The count is read from the
+    state when a call receives a state that the previous call did not
+    return (the first step of each epoch, a callback that synced the state)
+    and counted on the host in between, so no call waits for the device.
+    The busy step still tests each step on the device, so a count that is
+    off can only skip work, never add any.
+    """
+
+    def __init__(self, busy, idle, iteration_at, owners_busy, steps_per_call):
+        self._busy = busy
+        self._idle = idle
+        self._iteration_at = iteration_at
+        self._owners_busy = owners_busy
+        self._steps = steps_per_call
+        self._iteration = 0  # optimizer steps before the next call
+        self._state = None  # the state the last call returned
+
+    def __call__(self, state, iterator):
+        if state is not self._state:
+            self._iteration = int(read_state(state, self._iteration_at))
+        first = self._iteration
+        self._iteration += self._steps
+        busy = any(b(first, self._steps) for b in self._owners_busy)
+        logs, state = (self._busy if busy else self._idle)(state, iterator)
+        self._state = state
+        return logs, state
+
+    def forget(self):
+        """Drops the reference to the last state (at the end of a fit)."""
+        self._state = None
 
 
 # ------------------------------------------------------------------ public

@@ -53,7 +53,10 @@ class UpdateRatioMonitor(_in_step.InStepCallback):
     `keras.ops.cond` on `iterations`, and writes the two norms per tensor to
     a small buffer of Keras variables (tracked by the optimizer during
     `fit`, so the jax trainer threads them through its compiled state).
-    Steps it does not measure cost a comparison; no weight is read back
+    Steps it does not measure cost a comparison (on jax not even that: the
+    steps where none is due run a second compiled step without the
+    measurement, because keeping the old weights until the comparison
+    makes XLA copy every weight at every step); no weight is read back
     between steps (and on jax the training state is not synced) — the
     buffer is read once per epoch, at its end, where the records, logs,
     TensorBoard scalars and warnings are produced. The buffer keeps the
@@ -194,6 +197,10 @@ class UpdateRatioMonitor(_in_step.InStepCallback):
         if self.every == 1:
             return None
         return ops.equal(ops.mod(iteration, self.every), 0)
+
+    def _in_step_busy(self, iteration, steps):
+        """Whether one of `steps` optimizer steps from `iteration` is due."""
+        return -iteration % self.every < steps
 
     def _functional_step(self, train_step):
         """Wraps a jax-style `train_step(state, data)`."""
