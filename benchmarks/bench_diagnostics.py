@@ -3,7 +3,8 @@
 `UpdateRatioMonitor` measures inside the compiled train step (under
 `keras.ops.cond` on the optimizer's `iterations`) and reads its buffer once
 per epoch: no per-batch callback, no weight read between steps, no jax state
-sync. Each variant trains the benchmark MLP
+sync; on jax the steps where no measurement is due run a compiled step
+without the monitor (see `_in_step._Dispatch`). Each variant trains the benchmark MLP
 (`_common.mlp`) for one epoch on the same data, the variants alternating in
 each round so that machine noise hits all alike; each is fitted once before
 timing, so compilation is excluded. Figures: `UpdateRatioMonitor(every=50)`

@@ -60,7 +60,7 @@ def run(quick=False):
         "weight_ema": fit(ema, [callback]),
         "weight_ema_every10": fit(ema10, [callback10]),
     }
-    times = interleaved(fns, repeats=5 if quick else 15, warmup=1)
+    times = interleaved(fns, repeats=5 if quick else 31, warmup=1)
     ours = ratio(times, "weight_ema", "plain")
     keras_ema = ratio(times, "use_ema", "plain")
     return [

@@ -462,9 +462,13 @@ def test_dispatch_runs_the_busy_step_only_on_due_calls():
             return {}, ([state[0][0] + 3],)  # 3 steps per call
         return run
 
+    class Model:
+        steps_per_execution = 3
+
+    model = Model()
     monitor = UpdateRatioMonitor(every=5)
     dispatch = _Dispatch(step("busy"), step("idle"), (0, 0),
-                         [monitor._in_step_busy], steps_per_call=3)
+                         [monitor._in_step_busy], lambda: model)
     state = ([np.int32(4)],)
     for _ in range(4):
         _, state = dispatch(state, None)

@@ -196,7 +196,7 @@ class _Seam:
                 self._compile(dense),
                 state_positions(model, [iterations])[0],
                 [o._in_step_busy for o in sparse],
-                model.steps_per_execution,
+                self._model,
             )
         _compat.set_train_function(model, function)
         self.cache = (original, function, key)
@@ -255,21 +255,23 @@ class _Dispatch:
     off can only skip work, never add any.
     """
 
-    def __init__(self, busy, idle, iteration_at, owners_busy, steps_per_call):
+    def __init__(self, busy, idle, iteration_at, owners_busy, model_ref):
         self._busy = busy
         self._idle = idle
         self._iteration_at = iteration_at
         self._owners_busy = owners_busy
-        self._steps = steps_per_call
+        self._model = model_ref  # a weak reference
         self._iteration = 0  # optimizer steps before the next call
         self._state = None  # the state the last call returned
 
     def __call__(self, state, iterator):
         if state is not self._state:
             self._iteration = int(read_state(state, self._iteration_at))
+        # Read at each call: `steps_per_execution="auto"` changes it in fit.
+        steps = getattr(self._model(), "steps_per_execution", 1) or 1
         first = self._iteration
-        self._iteration += self._steps
-        busy = any(b(first, self._steps) for b in self._owners_busy)
+        self._iteration += steps
+        busy = any(b(first, steps) for b in self._owners_busy)
         logs, state = (self._busy if busy else self._idle)(state, iterator)
         self._state = state
         return logs, state
