@@ -267,7 +267,7 @@ class _Dispatch:
     def __call__(self, state, iterator):
         if state is not self._state:
             self._iteration = int(read_state(state, self._iteration_at))
-        # Read at each call: `steps_per_execution="auto"` changes it in fit.
+        # Read at each call, as Keras' own loop (`iterator_step`) does.
         steps = getattr(self._model(), "steps_per_execution", 1) or 1
         first = self._iteration
         self._iteration += steps
