@@ -17,14 +17,26 @@ the serialization registry unless `recursive=True`.
   clone; it is set to `False` for the duration of the call and restored
   (`_compat.marked_uncompiled`), so nothing is compiled and the compile config (losses,
   metrics) is never deserialized;
-* clones any other (subclassed) model through its config, with the compile
-  config dropped, inside a custom-object scope holding every class and
-  function reachable from the live model (`own_custom_objects`), so
-  unregistered layers, initializers, regularizers... work too;
+* clones a subclassed model that defines `get_config()` through its
+  config, with the compile config dropped, inside a custom-object scope
+  holding every class and function reachable from the live model
+  (`own_custom_objects`), so unregistered layers, initializers,
+  regularizers... work too;
+* rebuilds a subclassed model without its own `get_config()` (the Keras
+  guide's `MyModel()`) by calling its class without arguments. Its config
+  cannot be used: Keras records none of the arguments a subclassed model
+  was built with (`Model.__new__` does not pass them on, so the automatic
+  config holds the constructor's defaults: `MyModel(units=3)` reports
+  `units=2` when 2 is the default), and `from_config` passes `name`,
+  `trainable` and `dtype` to an `__init__` that may take none. The new
+  model is kept only when nothing tells it apart from the source (weight
+  shapes, sublayer configs, attributes named like constructor
+  parameters); otherwise a `ValueError` says to define `get_config()`;
 * builds the clone (`build_from_config`) when the source is built, so that
   `set_weights` can follow.
 """
 
+import inspect
 import types
 
 import keras
@@ -127,8 +139,97 @@ def clone_uncompiled(model):
             if _NOT_A_GRAPH_MODEL not in str(error):
                 raise
             clone = None
-    if clone is None:
+    if clone is None and _defines_get_config(model):
         clone = from_own_config(model, uncompiled_config(model))
-    if model.built and not clone.built:
-        clone.build_from_config(model.get_build_config())
+    if clone is None:
+        return _rebuilt_with_defaults(model)
+    _build_like(clone, model)
     return clone
+
+
+def _build_like(clone, model):
+    # Not `model.built`: a subclassed model built by `build_from_config`
+    # has its weights but `built=False` (Keras 3.15), and so do its clones.
+    config = model.get_build_config() if model.built or model.weights else None
+    if config and not clone.built:
+        clone.build_from_config(config)
+
+
+def _defines_get_config(model):
+    """Whether `model`'s class, not Keras, implements `get_config`."""
+    for cls in type(model).__mro__:
+        if "get_config" in vars(cls):
+            return not _is_keras_own(cls)
+    return False
+
+
+def _rebuilt_with_defaults(model):
+    """`type(model)()`, built, when nothing tells it apart from `model`."""
+    name = type(model).__name__
+    advice = (
+        "Keras records no constructor argument of a subclassed model "
+        "without `get_config()`: define `get_config()` returning them (see "
+        "https://keras.io/guides/serialization_and_saving/)."
+    )
+    try:
+        clone = type(model)()
+    except TypeError as error:
+        raise ValueError(
+            f"Cannot make a new `{name}` like the model given: `{name}()` "
+            f"fails ({error}). {advice}"
+        ) from error
+    _build_like(clone, model)
+    differences = _differences(model, clone)
+    if differences:
+        raise ValueError(
+            f"Cannot make a new `{name}` like the model given: `{name}()` "
+            f"differs from it in {', '.join(differences)}, so the model was "
+            f"built with other arguments. {advice}"
+        )
+    return clone
+
+
+def _differences(model, clone):
+    """What tells `clone` apart from `model` (built alike), as phrases."""
+    found = []
+    shapes = [(tuple(v.shape), v.dtype) for v in model.weights]
+    if shapes != [(tuple(v.shape), v.dtype) for v in clone.weights]:
+        found.append("its weight shapes")
+    ours = _compat.sublayers(model, include_self=False)
+    theirs = _compat.sublayers(clone, include_self=False)
+    if [type(layer) for layer in ours] != [type(layer) for layer in theirs]:
+        found.append("its layers")
+    else:
+        for a, b in zip(ours, theirs):
+            if not _same(_config_without_names(a), _config_without_names(b)):
+                found.append(f"the config of layer `{a.name}`")
+    parameters = inspect.signature(type(model).__init__).parameters
+    for name in parameters:
+        if name in vars(model) and not _same(
+            vars(model)[name], vars(clone).get(name)
+        ):
+            found.append(f"`{name}`")
+    return found
+
+
+def _config_without_names(layer):
+    try:
+        config = layer.get_config()
+    except NotImplementedError:
+        return None
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "name"}
+        if isinstance(value, (list, tuple)):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(config)
+
+
+def _same(a, b):
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. arrays, whose `==` is elementwise
+        return repr(a) == repr(b)

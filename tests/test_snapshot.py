@@ -721,3 +721,33 @@ def test_loads_the_earlier_layouts(layout):
     for got, want in zip(fresh.snapshots, se.snapshots[1:3]):
         for a, b in zip(got.get_weights(), want.get_weights()):
             np.testing.assert_array_equal(a, b)
+
+
+class GuideNet(keras.Model):
+    """The Keras guide's subclassed model: no `training` argument in `call`,
+    no constructor argument, no `get_config`."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(8, activation="relu")
+        self.out = keras.layers.Dense(3, activation="softmax")
+
+    def call(self, inputs):
+        return self.out(self.hidden(inputs))
+
+
+def test_subclassed_model_without_training_argument():
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    model = GuideNet()
+    model(x[:2])
+    se = SnapshotEnsemble(model, n_snapshots=2, initial_learning_rate=0.05)
+    se.compile("sgd", "sparse_categorical_crossentropy")
+    se.fit(x, y, epochs=4, batch_size=16, verbose=0)
+    members = se.snapshots
+    assert len(members) == 2 and all(isinstance(m, GuideNet) for m in members)
+    want = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
+    np.testing.assert_allclose(se.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    averaged = se.averaged(x)
+    for got, *each in zip(_floats(averaged), *[_floats(m) for m in members]):
+        np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-6, atol=1e-7)

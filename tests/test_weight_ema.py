@@ -560,3 +560,28 @@ def test_in_step_when_runs_the_update_only_on_due_steps():
     assert int(_in_step.when(due, lambda: x + 1, lambda: x)) == 2
     not_due = ops.convert_to_tensor(False)
     assert int(_in_step.when(not_due, lambda: x + 1, lambda: x)) == 1
+
+
+class GuideModel(keras.Model):
+    """The Keras guide's subclassed model: no argument, no `get_config`."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(4, activation="relu")
+        self.out = keras.layers.Dense(1)
+
+    def call(self, inputs):
+        return self.out(self.hidden(inputs))
+
+
+def test_averaged_model_of_a_subclassed_model_without_get_config():
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    model = GuideModel()
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    ema = WeightEMA(decay=0.9)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[ema])
+    averaged = ema.averaged_model()
+    assert isinstance(averaged, GuideModel) and not averaged.compiled
+    for got, want in zip(_numpy(averaged), ema.shadow_weights()):
+        np.testing.assert_array_equal(got, want)

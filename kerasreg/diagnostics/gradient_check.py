@@ -1,7 +1,6 @@
 """Gradient check: backend autodiff against central differences, in float64."""
 
 import collections.abc
-import inspect
 import math
 
 import keras
@@ -10,6 +9,7 @@ import numpy as np
 from kerasreg import _backend
 from kerasreg import _cloning
 from kerasreg import _checks
+from kerasreg._stateless import inference_call
 from kerasreg.diagnostics._dropout import switch_off_dropout
 
 # The cs231n bands for the relative error |a - n| / max(|a|, |n|).
@@ -238,18 +238,6 @@ def _float64_clone(model, x64):
         ]
     )
     return clone
-
-
-def _accepts_training(model):
-    """Whether `model.call` takes a `training` argument (as `__call__` checks)."""
-    try:
-        parameters = inspect.signature(model.call).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(
-        p.name == "training" or p.kind is inspect.Parameter.VAR_KEYWORD
-        for p in parameters
-    )
 
 
 def _shape(a):
@@ -484,15 +472,10 @@ def gradient_check(model, x, y=None, loss=None, h=1e-5, max_params=None, seed=0)
             )
         non_trainable = [v.value for v in clone.non_trainable_variables]
         objective = _objective(loss, y64)
-        call_kwargs = {"training": False} if _accepts_training(clone) else {}
 
         def f(params):
-            y_pred, _, extra_losses = clone.stateless_call(
-                list(params),
-                non_trainable,
-                x64,
-                return_losses=True,
-                **call_kwargs,
+            y_pred, _, extra_losses = inference_call(
+                clone, list(params), non_trainable, x64, return_losses=True
             )
             value = objective(y_pred)
             for extra in extra_losses:

@@ -35,6 +35,7 @@ from keras import ops
 from kerasreg import _checks
 from kerasreg import _compat
 from kerasreg._registry import register
+from kerasreg._stateless import inference_call
 from kerasreg._wrapper import ModelWrapper
 from kerasreg.callbacks.snapshot import FileStore
 from kerasreg.callbacks.snapshot import SnapshotCallback
@@ -320,11 +321,11 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
                     j = targets.get(id(v))
                     return v.value if j is None else values[j]
 
-                out, _ = model.stateless_call(
+                out, _ = inference_call(
+                    model,
                     [value(v) for v in model.trainable_variables],
                     [value(v) for v in model.non_trainable_variables],
                     inputs,
-                    training=False,
                 )
                 outputs.append(out)
         return outputs
