@@ -205,3 +205,25 @@ def test_bad_learning_rates(digits):
     for bad in [(), (0.0,), "fast", (1e-2, -1.0)]:
         with pytest.raises(ValueError, match=r"argument `learning_rates`"):
             sanity_check(_mlp(), x, y, learning_rates=bad)
+
+
+class GuideNet(keras.Model):
+    """The Keras guide's subclassed model: no `**kwargs`, no `get_config`."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(32, activation="relu")
+        self.out = keras.layers.Dense(10, activation="softmax")
+
+    def call(self, inputs):
+        return self.out(self.hidden(inputs))
+
+
+def test_subclassed_model_without_get_config(digits):
+    x, y = digits
+    keras.utils.set_random_seed(0)
+    model = GuideNet()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model(x[:1])
+    report = sanity_check(model, x, y, n_overfit=10, epochs=100)
+    assert report["overfit"].passed is True, str(report)

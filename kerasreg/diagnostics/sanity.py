@@ -7,6 +7,7 @@ import numpy as np
 
 from kerasreg import _checks
 from kerasreg import _compat
+from kerasreg._cloning import clone_uncompiled
 from kerasreg.diagnostics._dropout import switch_off_dropout
 
 _NAME_FORMS = {
@@ -209,7 +210,7 @@ def _copy(model, dropout=True, optimizer=None):
     try:
         clone = keras.models.clone_model(model, clone_function=clone_function)
     except ValueError:  # subclassed model: no per-layer cloning
-        clone = keras.models.clone_model(model)
+        clone = clone_uncompiled(model)
     if not dropout:
         switch_off_dropout(clone)
     clone.set_weights(model.get_weights())
