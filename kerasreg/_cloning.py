@@ -189,6 +189,11 @@ def _rebuilt_with_defaults(model):
     return clone
 
 
+# Constructor arguments that Keras' own layers take and that change no
+# computation (a clone has its own name).
+_NOT_ARCHITECTURE = ("self", "name", "trainable", "dtype")
+
+
 def _differences(model, clone):
     """What tells `clone` apart from `model` (built alike), as phrases."""
     found = []
@@ -205,6 +210,8 @@ def _differences(model, clone):
                 found.append(f"the config of layer `{a.name}`")
     parameters = inspect.signature(type(model).__init__).parameters
     for name in parameters:
+        if name in _NOT_ARCHITECTURE:
+            continue
         if name in vars(model) and not _same(
             vars(model)[name], vars(clone).get(name)
         ):

@@ -88,3 +88,17 @@ def test_own_get_config_is_used():
     clone = clone_uncompiled(_built(WithConfig(3, rate=0.1)))
     assert (clone.units, clone.rate) == (3, 0.1)
     assert [tuple(w.shape) for w in clone.weights] == [(5, 3), (3,), (3, 1), (1,)]
+
+
+class Named(keras.Model):
+    def __init__(self, name="named"):
+        super().__init__(name=name)
+        self.hidden = keras.layers.Dense(2)
+
+    def call(self, inputs):
+        return self.hidden(inputs)
+
+
+def test_a_name_given_to_the_constructor_is_not_a_difference():
+    clone = clone_uncompiled(_built(Named(name="mine")))
+    assert isinstance(clone, Named)
