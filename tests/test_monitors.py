@@ -1,6 +1,7 @@
 import glob
 import math
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -120,7 +121,7 @@ def _check_against_reference(monitor, recorder, initial, paths):
         # left out.
         expected = {
             path: np.linalg.norm(b - a) / np.linalg.norm(a)
-            for path, a, b in zip(paths, old, new)
+            for path, a, b in zip(paths, old, new, strict=True)
             if np.linalg.norm(a) > 0
         }
         assert sorted(record["ratios"]) == sorted(expected)
@@ -165,7 +166,7 @@ def test_unbuilt_sequential_measures_from_its_first_step():
     # (and the monitor's state). Same seed as a built twin: same weights.
     twin, _, twin_recorder, _ = _fit_recorded(built=True)
     model, monitor, recorder, _ = _fit_recorded(built=False)
-    for a, b in zip(recorder.after[0], twin_recorder.after[0]):
+    for a, b in zip(recorder.after[0], twin_recorder.after[0], strict=True):
         np.testing.assert_array_equal(a, b)
     assert [r["step"] for r in monitor.records] == [0, 3, 6, 9, 12, 15, 18]
     paths = [v.path for v in model.trainable_weights]
@@ -183,8 +184,9 @@ def test_shares_the_train_step_with_weight_ema():
     _check_against_reference(monitor, recorder, recorder.initial, paths)
     shadow = recorder.initial
     for step in range(20):
-        shadow = [0.5 * s + 0.5 * w for s, w in zip(shadow, recorder.after[step])]
-    for got, want in zip(ema.shadow_weights(), shadow):
+        shadow = [0.5 * s + 0.5 * w
+                  for s, w in zip(shadow, recorder.after[step], strict=True)]
+    for got, want in zip(ema.shadow_weights(), shadow, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -205,7 +207,7 @@ def test_steps_per_execution_measures_single_steps():
 
     single, double = records(1), records(2)
     assert [r["step"] for r in double] == [0, 3, 6, 9]
-    for a, b in zip(double, single):
+    for a, b in zip(double, single, strict=True):
         assert a["ratios"].keys() == b["ratios"].keys()
         for path in a["ratios"]:
             assert a["ratios"][path] == pytest.approx(b["ratios"][path],
@@ -271,7 +273,7 @@ def test_resume_with_backup_and_restore_equals_uninterrupted(tmp_path):
     # (the schedule is on the restored iterations) with the same values.
     assert [r["step"] for r in monitor.records] == [0, 4, 8, 12, 16, 20]
     assert [r["step"] for r in straight.records] == [0, 4, 8, 12, 16, 20]
-    for a, b in zip(monitor.records, straight.records):
+    for a, b in zip(monitor.records, straight.records, strict=True):
         assert a["ratios"].keys() == b["ratios"].keys()
         for path in a["ratios"]:
             assert a["ratios"][path] == pytest.approx(b["ratios"][path],
@@ -508,3 +510,173 @@ def test_jax_fit_runs_the_monitor_step_on_due_steps_only():
     # 16 steps, due at 0, 3, ..., 15: 6 busy calls out of 16.
     assert [r["step"] for r in monitor.records] == [0, 3, 6, 9, 12, 15]
     assert len(busy) == 6
+
+
+# --- UpdateRatioMonitor(patience=...): when it warns -------------------------
+
+
+def _gd_ratios(x, y, lr, w0, steps):
+    """Plain gradient descent on mse, in numpy: `||w_new - w_old|| / ||w_old||`."""
+    x, y = x.astype("float64"), y.astype("float64")
+    w, ratios = np.array(w0, dtype="float64"), []
+    for _ in range(steps):
+        new = w - lr * 2.0 / len(x) * x.T @ (x @ w - y)
+        ratios.append(np.linalg.norm(new - w) / np.linalg.norm(w))
+        w = new
+    return ratios
+
+
+class _WarningsPerEpoch(keras.callbacks.Callback):
+    """After each epoch, how many UpdateRatioMonitor warnings were raised."""
+
+    def __init__(self, caught):
+        super().__init__()
+        self.caught = caught
+        self.counts = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.counts.append(len(_monitor_warnings(self.caught)))
+
+
+def _monitor_warnings(caught):
+    return [str(w.message) for w in caught
+            if str(w.message).startswith("UpdateRatioMonitor:")]
+
+
+def _fit_with_monitors(lr, w0, monitors, epochs=5):
+    # One full batch per epoch, every step measured: the monitor reads its
+    # measurements at each epoch's end, one per epoch.
+    x, y = _data()
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(keras.optimizers.SGD(lr), "mse")
+    model.set_weights([np.asarray(w0, "float32")])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        recorder = _WarningsPerEpoch(caught)
+        model.fit(x, y, batch_size=len(x), epochs=epochs, shuffle=False,
+                  verbose=0, callbacks=[*monitors, recorder])
+    return _gd_ratios(x, y, lr, w0, epochs), recorder.counts, caught
+
+
+def test_patience_warns_once_after_consecutive_too_high_ratios():
+    x, y = _data()
+    # Above 2 / lambda_max of the mse's Hessian, plain GD diverges: every
+    # ratio is far above `high`.
+    hessian = 2.0 / len(x) * x.T.astype("float64") @ x
+    lr = 1.5 * 2.0 / np.linalg.eigvalsh(hessian).max()
+    w0 = np.full((3, 1), 0.5)
+    three = UpdateRatioMonitor(every=1, patience=3)
+    six = UpdateRatioMonitor(every=1, patience=6)  # more than 5 measurements
+    expected, counts, caught = _fit_with_monitors(lr, w0, [three, six])
+    assert min(expected) > 1.0 > three.high
+    for monitor in (three, six):
+        assert [r["median"] for r in monitor.records] == pytest.approx(
+            expected, rel=1e-4)
+    # Nothing after 1 or 2 measurements, one warning at the third, none
+    # after it although the ratio stays too high; patience=6 never warns.
+    assert counts == [0, 0, 1, 1, 1]
+    (message,) = _monitor_warnings(caught)
+    assert "above high=0.01 for 3 measurements" in message
+    assert "too high" in message
+
+
+def test_patience_ignores_shorter_excursions_and_healthy_rates():
+    x, y = _data()
+    w_star = np.linalg.lstsq(x.astype("float64"), y.astype("float64"),
+                             rcond=None)[0]
+    # Converging GD from near the optimum: the ratio starts above
+    # high=1e-2 and falls into [low, high] at the fourth measurement.
+    w0 = np.round(w_star + 0.01, 3)
+    three = UpdateRatioMonitor(every=1, patience=3)
+    four = UpdateRatioMonitor(every=1, patience=4)
+    expected, counts, caught = _fit_with_monitors(0.5, w0, [three, four])
+    above = [r > 1e-2 for r in expected]
+    assert above == [True, True, True, False, False]
+    assert [r["median"] for r in four.records] == pytest.approx(expected,
+                                                                rel=1e-3)
+    assert counts == [0, 0, 1, 1, 1]  # patience 3 only; 3 < 4 for the other
+    (message,) = _monitor_warnings(caught)
+    assert "for 3 measurements" in message
+    # A healthy rate: every ratio inside [1e-4, 1e-2], no warning.
+    w0 = np.round(w_star + 0.005, 3)
+    healthy = UpdateRatioMonitor(every=1, patience=1)
+    expected, counts, caught = _fit_with_monitors(0.1, w0, [healthy])
+    assert all(1e-4 < r < 1e-2 for r in expected)
+    assert [r["median"] for r in healthy.records] == pytest.approx(expected,
+                                                                   rel=1e-3)
+    assert counts == [0] * 5 and not _monitor_warnings(caught)
+
+
+# --- ActivationHistograms options ------------------------------------------
+
+
+def test_every_epochs_no_gradients_and_bins(tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(16, 4)).astype("float32")
+    y = rng.normal(size=(16, 2)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)),
+                              keras.layers.Dense(5, activation="tanh", name="t"),
+                              keras.layers.Dense(2, name="lin")])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    hist = ActivationHistograms((x, y), every_epochs=2, gradients=False, bins=7,
+                                log_dir=str(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[hist])
+    # Labels given, but gradients=False: no gradient, and no note about it.
+    assert hist.gradients == {}
+    assert not [w for w in caught if "ActivationHistograms" in str(w.message)]
+    events = _read_tags(str(tmp_path))
+    assert sorted(events.Tags()["histograms"]) == ["activations/lin",
+                                                   "activations/t"]
+    # At the start, then after every second epoch (2 and 4), not after 1, 3.
+    for name in ("t", "lin"):
+        records = events.Histograms(f"activations/{name}")
+        assert [r.step for r in records] == [0, 2, 4]
+        last = records[-1].histogram_value
+        counts, edges = np.histogram(
+            hist.activations[name].astype("float64").ravel(), bins=7)
+        assert list(last.bucket) == counts.tolist()
+        np.testing.assert_allclose(last.bucket_limit, edges[1:], rtol=1e-12)
+        assert last.num == 16 * model.get_layer(name).units
+    # The activations kept are the last capture's: the final weights.
+    w1, b1, w2, b2 = [w.astype("float64") for w in model.get_weights()]
+    np.testing.assert_allclose(hist.activations["t"], np.tanh(x @ w1 + b1),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_saturation_threshold_and_bound_margin_decide_the_flag():
+    # tanh(x) for one unit with weight 1 and bias 0: the pre-activations are
+    # the inputs, so the fractions near the bounds are known by hand.
+    z = np.array([-3.0, -2.5, -1.0, -0.8, -0.3, 0.1, 0.7, 1.2, 2.2, 0.0])
+    x = z[:, None].astype("float32")
+    model = keras.Sequential([
+        keras.Input((1,)),
+        keras.layers.Dense(1, activation="tanh", name="t",
+                           kernel_initializer="ones")])
+
+    def flags(**kwargs):
+        hist = ActivationHistograms(x, gradients=False, **kwargs)
+        hist.set_model(model)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            found = hist.capture()
+        messages = [str(w.message) for w in caught
+                    if str(w.message).startswith("ActivationHistograms:")]
+        np.testing.assert_allclose(hist.activations["t"][:, 0], np.tanh(z),
+                                   rtol=1e-5, atol=1e-6)
+        return found, messages
+
+    # |tanh| > 0.95 (margin 0.05) for |z| > atanh(0.95) = 1.83: 3 of 10.
+    assert np.mean(np.abs(np.tanh(z)) > 0.95) == 0.3
+    # |tanh| > 0.5 (margin 0.5) for |z| > atanh(0.5) = 0.55: 7 of 10.
+    assert np.mean(np.abs(np.tanh(z)) > 0.5) == 0.7
+    assert flags() == ([], [])  # 0.3 is not above the default 0.5
+    found, messages = flags(saturation_threshold=0.2)
+    assert found == [("t", "saturated", pytest.approx(0.3))]
+    assert len(messages) == 1 and "layer 't' (tanh) is saturated" in messages[0]
+    found, _ = flags(bound_margin=0.5)
+    assert found == [("t", "saturated", pytest.approx(0.7))]
+    found, _ = flags(bound_margin=0.5, saturation_threshold=0.75)
+    assert found == []
