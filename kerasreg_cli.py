@@ -69,6 +69,18 @@ class _Parser(argparse.ArgumentParser):
         )
 
 
+class _CommandParser(_Parser):
+    """A command's parser (`kerasreg demo`): reports its own unrecognized
+    arguments, pointing at its own `--help` (argparse would leave them to
+    the top-level parser, whose help lists no command's options)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -134,7 +146,9 @@ def _build_parser():
     parser.add_argument(
         "--version", action="store_true", help="print the version and exit"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_CommandParser
+    )
     demo = sub.add_parser(
         "demo",
         help="train and compare the kerasreg techniques on small data",
