@@ -104,3 +104,55 @@ def test_beta_bad_input(kwargs, arg):
 def test_bad_name():
     with pytest.raises(ValueError, match="argument `name`"):
         log_uniform(keras_tuner.HyperParameters(), "", 1e-3, 1.0)
+
+
+def test_log_uniform_default_is_the_value_before_the_search():
+    hp = keras_tuner.HyperParameters()
+    assert log_uniform(hp, "learning_rate", 1e-5, 1e-1, default=3e-3) == 3e-3
+    (space,) = hp.space
+    assert space.default == 3e-3  # not min_value, Keras Tuner's own default
+    assert hp.values["learning_rate"] == 3e-3
+    # The space reloads with it (a resumed or distributed search).
+    again = keras_tuner.HyperParameters.from_config(hp.get_config())
+    assert again.space[0].default == 3e-3
+    assert again.get("learning_rate") == 3e-3
+    # The bounds are allowed; an integer default is a float.
+    hp = keras_tuner.HyperParameters()
+    value = log_uniform(hp, "l2", 1e-3, 10, default=10)
+    assert value == 10.0 and isinstance(value, float)
+    # A sampled value wins over the default.
+    hp.values["l2"] = 0.5
+    assert log_uniform(hp, "l2", 1e-3, 10, default=10) == 0.5
+
+
+@pytest.mark.parametrize("low, high", [(0.5, 0.99), (0.3, 0.7)])
+def test_beta_non_default_bounds(low, high):
+    hp = keras_tuner.HyperParameters()
+    beta(hp, "b", low, high)
+    (space,) = hp.space
+    assert space.name == "one_minus_b" and space.sampling == "log"
+    assert space.min_value == pytest.approx(1 - high, rel=1e-12)
+    assert space.max_value == pytest.approx(1 - low, rel=1e-12)
+    r_lo, r_hi = np.log10(1 - high), np.log10(1 - low)
+
+    def beta_for(one_minus):
+        trial_hp = keras_tuner.HyperParameters()
+        trial_hp.values["one_minus_b"] = one_minus
+        return beta(trial_hp, "b", low, high)  # what the model builder sees
+
+    # The quantile function: log10(1 - beta) is linear in the probability,
+    # from log10(1 - high) to log10(1 - low), the bounds included.
+    for p in np.linspace(0.0, 1.0, 11):
+        b = beta_for(space.prob_to_value(p))
+        assert low <= b <= high
+        assert np.log10(1 - b) == pytest.approx(r_lo + p * (r_hi - r_lo), abs=1e-12)
+    # Seeded draws of the search: inside the bounds, log-uniform in 1 - beta.
+    betas = np.array([beta_for(v["one_minus_b"])
+                      for v in _search_draws(lambda hp: beta(hp, "b", low, high),
+                                             n=1000)])
+    assert betas.min() >= low and betas.max() <= high
+    r = np.log10(1.0 - betas)
+    assert stats.kstest(r, stats.uniform(loc=r_lo, scale=r_hi - r_lo).cdf).pvalue > 0.01
+    # Half of the draws below the geometric midpoint of 1 - beta.
+    middle = 1 - np.sqrt((1 - low) * (1 - high))
+    assert np.mean(betas < middle) == pytest.approx(0.5, abs=0.05)

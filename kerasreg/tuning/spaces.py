@@ -167,6 +167,8 @@ def beta(hp, name, min_value=0.9, max_value=0.999):
     )
     if one_minus is None:  # Inactive conditional hyperparameter.
         return None
-    value = 1.0 - one_minus
+    # `1 - (1 - beta)` and Keras Tuner's log sampling can leave the bounds
+    # by a rounding error (0.29999999999999993 for min_value=0.3).
+    value = min(max(1.0 - one_minus, float(min_value)), float(max_value))
     hp.values[name] = value
     return value
