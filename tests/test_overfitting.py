@@ -88,3 +88,60 @@ def test_bad_input():
         overfitting_report([1.0, 0.5])
     with pytest.raises(ValueError, match="gap_threshold"):
         overfitting_report(_history(loss=[1.0], val_loss=[1.0]), gap_threshold=-1)
+
+
+# Each threshold at a non-default value flips the verdict of a history the
+# defaults call otherwise. The numbers in the comments are worked by hand.
+_THRESHOLD_CASES = {
+    # gap = val - loss = [0, .02, .04, .04, .04]; at the end relative gap
+    # .04 / .50 = 0.08 (<= 0.1, > 0.05), grown by .04 from its minimum 0
+    # (> 0.5 * 0.05 * 0.50 = .0125).
+    "gap_threshold": (
+        {"loss": [1.0, 0.8, 0.6, 0.5, 0.46],
+         "val_loss": [1.0, 0.82, 0.64, 0.54, 0.50]},
+        0.05, [HEALTHY], [OVERFITTING],
+    ),
+    # Loss up 3% (above 1% of its start, not above 5%): rising at 1%;
+    # at 5% the relative change |-0.03| < 0.05 is flat.
+    "flat_threshold": (
+        {"loss": [1.0, 1.01, 1.02, 1.03], "val_loss": [1.0, 1.01, 1.02, 1.03]},
+        0.05, [DIVERGING], [FLAT],
+    ),
+    # Steps -.3, +.05, -.25, -.1: the loss rises in 1 of 4 epochs (0.25,
+    # not above 0.3, above 0.2); relative gap .02 / .42 < 0.1, not growing.
+    "noise_threshold": (
+        {"loss": [1.0, 0.7, 0.75, 0.5, 0.4],
+         "val_loss": [1.02, 0.72, 0.77, 0.52, 0.42]},
+        0.2, [HEALTHY], [NOISY],
+    ),
+    # Close curves (relative gap .01 / .46) ending at accuracy .85 / .84:
+    # not poor below 0.8, poor below 0.9.
+    "poor_accuracy": (
+        {"loss": [1.0, 0.7, 0.5, 0.45], "val_loss": [1.01, 0.71, 0.51, 0.46],
+         "accuracy": [0.5, 0.7, 0.8, 0.85],
+         "val_accuracy": [0.5, 0.69, 0.79, 0.84]},
+        0.9, [HEALTHY], [UNDERFITTING],
+    ),
+}
+
+
+@pytest.mark.parametrize("argument", sorted(_THRESHOLD_CASES))
+def test_each_threshold_flips_the_verdict(argument):
+    logs, value, default_verdicts, verdicts = _THRESHOLD_CASES[argument]
+    default = overfitting_report(_history(**logs), verbose=False)
+    assert default.verdicts == default_verdicts
+    report = overfitting_report(_history(**logs), verbose=False,
+                                **{argument: value})
+    assert report.verdicts == verdicts
+    assert report.gap == pytest.approx(
+        [v - t for t, v in zip(logs["loss"], logs["val_loss"], strict=True)])
+
+
+def test_gap_threshold_above_the_gap_clears_overfitting():
+    # The first test's run: relative gap at the end (0.9 - 0.04) / 0.9 = 0.956.
+    loss = [1.0, 0.6, 0.4, 0.25, 0.15, 0.1, 0.06, 0.04]
+    val = [1.0, 0.7, 0.6, 0.6, 0.65, 0.7, 0.8, 0.9]
+    assert overfitting_report(_history(loss=loss, val_loss=val), verbose=False,
+                              gap_threshold=0.95).verdict == OVERFITTING
+    assert overfitting_report(_history(loss=loss, val_loss=val), verbose=False,
+                              gap_threshold=0.96).verdicts == [HEALTHY]
