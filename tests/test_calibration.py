@@ -14,6 +14,9 @@ from kerasreg.calibration import fit_temperature
 from kerasreg.calibration import optimal_temperature
 from kerasreg.calibration import plot_reliability
 from kerasreg.ensembles import report
+from test_ensemble import masked_lstm
+from test_ensemble import masked_scores
+from test_ensemble import masked_sequences
 
 
 def _softmax(z):
@@ -51,7 +54,7 @@ def test_optimal_temperature_matches_scipy(sharpness):
     y, z = _data(sharpness=sharpness)
     p = _softmax(z)
     expected_logits = _scipy_temperature(y, z)
-    expected_probs = _scipy_temperature(y, np.log(np.clip(p, 1e-12, 1.0)))
+    expected_probs = _scipy_temperature(y, np.log(p))
     np.testing.assert_allclose(
         optimal_temperature(y, z, from_logits=True), expected_logits, rtol=1e-5
     )
@@ -108,7 +111,7 @@ def test_temperature_scaling_outputs_against_numpy():
     assert scaled.temperature == pytest.approx(1.7)
     np.testing.assert_allclose(
         scaled.predict(x, verbose=0),
-        _softmax(np.log(np.clip(p, 1e-12, 1)) / 1.7),
+        _softmax(np.log(p) / 1.7),
         atol=1e-6,
     )
     logit_model, logits = _fixed_model(activation=None)
@@ -125,12 +128,24 @@ def test_temperature_scaling_outputs_against_numpy():
     )
 
 
+def test_temperature_scaling_keeps_the_keras_mask():
+    x, y = masked_sequences()
+    model = masked_lstm(0)
+    scaled = TemperatureScaling(model, temperature=1.7)
+    p = model.predict(x, verbose=0).astype(np.float64)
+    expected = masked_scores(_softmax(np.log(p) / 1.7), y, x != 0)
+    scaled.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    out = scaled.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+    assert out["loss"] == pytest.approx(expected["loss"], abs=1e-5)
+    assert out["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
+
+
 def test_fit_temperature_int_and_onehot_labels_and_round_trip(tmp_path):
     model, logits = _fixed_model(scale=4.0)  # over-confident
     x = _x(200)
     y = _noisy_argmax(logits(x), scale=4.0, seed=3)
     p = model.predict(x, verbose=0)
-    expected = _scipy_temperature(y, np.log(np.clip(p.astype(np.float64), 1e-12, 1)))
+    expected = _scipy_temperature(y, np.log(p.astype(np.float64)))
     scaled = fit_temperature(model, x, y)
     assert isinstance(scaled, TemperatureScaling)
     np.testing.assert_allclose(scaled.temperature, expected, rtol=1e-4)
@@ -161,6 +176,46 @@ def test_fit_temperature_logits_model():
     )
 
 
+def test_tiny_probabilities_give_the_temperature_of_the_logits():
+    # Over-confident: some float32 probabilities are far below 1e-12 (a
+    # clip there moved T from 5.64 to 5.62), none is 0.
+    probs_model, logits = _fixed_model(scale=6.0)
+    logit_model, _ = _fixed_model(activation=None, scale=6.0)
+    x = _x(200)
+    z = logits(x).astype(np.float64)
+    y = _noisy_argmax(z, scale=8.0, seed=3)
+    p = probs_model.predict(x, verbose=0)
+    assert p.dtype == np.float32 and 0 < p.min() < 1e-20
+    from_probs = fit_temperature(probs_model, x, y)
+    from_logits = fit_temperature(logit_model, x, y, from_logits=True)
+    assert from_probs.temperature == pytest.approx(
+        from_logits.temperature, abs=1e-4
+    )
+    assert from_probs.temperature == pytest.approx(
+        _scipy_temperature(y, z), abs=1e-4
+    )
+    np.testing.assert_allclose(
+        from_probs.predict(x, verbose=0),
+        from_logits.predict(x, verbose=0),
+        atol=1e-6,
+    )
+
+
+def test_underflowed_probabilities_scale_alike_in_numpy_and_keras():
+    # Probabilities that underflowed to 0 in float32 are read as the
+    # smallest positive normal float32 (2**-126) by both paths.
+    model, logits = _fixed_model(scale=30.0)
+    x = _x(50)
+    p = model.predict(x, verbose=0)
+    assert np.any(p == 0)
+    log_p = np.log(np.maximum(p.astype(np.float64), 2.0**-126))
+    expected = _softmax(log_p / 3.0)
+    np.testing.assert_allclose(apply_temperature(p, 3.0), expected, atol=1e-12)
+    np.testing.assert_allclose(
+        TemperatureScaling(model, 3.0).predict(x, verbose=0), expected, atol=1e-6
+    )
+
+
 def test_fit_temperature_on_ensembles_and_mc_dropout(tmp_path):
     x = _x(60)
     pairs = [_fixed_model(seed=s) for s in range(3)]
@@ -171,7 +226,7 @@ def test_fit_temperature_on_ensembles_and_mc_dropout(tmp_path):
     p = ens.predict(x, verbose=0).astype(np.float64)
     np.testing.assert_allclose(
         scaled.temperature,
-        _scipy_temperature(y, np.log(np.clip(p, 1e-12, 1))),
+        _scipy_temperature(y, np.log(p)),
         rtol=1e-4,
     )
     scaled.save(tmp_path / "ens.keras")
@@ -230,9 +285,9 @@ def test_report_calibrated_columns():
     p_test = np.mean(
         [m.predict(x_test, verbose=0) for m in ens.members], axis=0
     ).astype(np.float64)
-    t = _scipy_temperature(y_val, np.log(np.clip(p_val, 1e-12, 1)))
+    t = _scipy_temperature(y_val, np.log(p_val))
     np.testing.assert_allclose(mean["temperature"], t, rtol=1e-4)
-    scaled = _softmax(np.log(np.clip(p_test, 1e-12, 1)) / t)
+    scaled = _softmax(np.log(p_test) / t)
     np.testing.assert_allclose(
         mean["calibrated_nll"],
         -np.mean(np.log(scaled[np.arange(120), y_test])),

@@ -438,3 +438,59 @@ def test_probability_tolerance_follows_the_dtype(dtype, tol):
         else:
             with pytest.raises(ValueError, match="rows summing to"):
                 raise_if_logits(rows, "member 0", "members")
+
+
+# ------------------------------------------------------------- Keras masks
+
+
+def masked_sequences(n=24, steps=6, vocab=10, classes=3, seed=0):
+    """Right-padded integer sequences (0 = padding) and per-step labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, vocab, size=(n, steps))
+    lengths = rng.integers(1, steps + 1, size=n)
+    x[np.arange(steps)[None, :] >= lengths[:, None]] = 0
+    return x.astype("int32"), rng.integers(0, classes, size=(n, steps))
+
+
+def masked_lstm(seed, steps=6, vocab=10, classes=3):
+    """Embedding(mask_zero=True) -> LSTM(return_sequences=True) -> softmax."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((steps,), dtype="int32")
+    h = keras.layers.Embedding(vocab, 4, mask_zero=True)(inp)
+    h = keras.layers.LSTM(5, return_sequences=True)(h)
+    return keras.Model(inp, keras.layers.Dense(classes, activation="softmax")(h))
+
+
+def masked_scores(p, y, mask):
+    """Numpy: the sparse cross-entropy and accuracy over the unmasked steps."""
+    p, y = p[mask], y[mask]
+    return {
+        "loss": -np.mean(np.log(p[np.arange(len(y)), y])),
+        "accuracy": np.mean(p.argmax(-1) == y),
+    }
+
+
+def _evaluate(model, x, y):
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+
+
+def test_keras_mask_flows_through_the_combination():
+    x, y = masked_sequences()
+    mask = x != 0
+    members = [masked_lstm(seed) for seed in range(2)]
+    # One member: exactly the member's own masked scores.
+    alone = _evaluate(members[0], x, y)
+    one = _evaluate(Ensemble(members[:1]), x, y)
+    assert one["loss"] == pytest.approx(alone["loss"], abs=1e-6)
+    assert one["accuracy"] == pytest.approx(alone["accuracy"], abs=1e-6)
+    # Two members: the mean's scores over the unpadded steps only.
+    ens = Ensemble(members)
+    p = ens.member_predictions(x).mean(0)
+    expected = masked_scores(p, y, mask)
+    # (Scoring the padded steps too would give another accuracy.)
+    unmasked = masked_scores(p, y, np.ones_like(mask))
+    assert expected["accuracy"] != pytest.approx(unmasked["accuracy"])
+    out = _evaluate(ens, x, y)
+    assert out["loss"] == pytest.approx(expected["loss"], abs=1e-5)
+    assert out["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)

@@ -13,6 +13,12 @@ a softmax: `softmax(log p / T)` rescales the same way) and `b = 1 / T`, the
 NLL `mean(logsumexp(b * z) - b * z_y)` is convex in `b` (its second
 derivative is the mean variance of `z` under `softmax(b * z)`), so a
 bracketed Newton iteration finds its minimum to machine precision.
+
+The log of a softmax's probabilities is its logits less a per-row constant,
+to the precision of the dtype, however small the probabilities: they are
+not clipped at an arbitrary epsilon (which would change the temperature of
+an over-confident model), only at the smallest positive normal float of
+their dtype, below which the backends flush a softmax's result to zero.
 """
 
 import math
@@ -24,11 +30,20 @@ from keras import ops
 
 from kerasreg import _checks
 from kerasreg import metrics as _metrics
+from kerasreg._masks import carry_mask
 from kerasreg._registry import register
 from kerasreg._wrapper import ModelWrapper
 
-# Probabilities are clipped at this value before the log.
-LOG_EPS = 1e-12
+# The smallest positive normal float of each dtype: probabilities are
+# clipped at their dtype's before the log. Smaller ones come out of the
+# backends' softmax and sigmoid as 0 (subnormals are flushed to zero on
+# CPU), so this clips only the exact zeros of an underflow.
+_SMALLEST_NORMAL = {
+    "float16": 2.0**-14,
+    "bfloat16": 2.0**-126,
+    "float32": 2.0**-126,
+    "float64": 2.0**-1022,
+}
 # The temperature is searched in [T_MIN, T_MAX].
 T_MIN = 1e-2
 T_MAX = 1e2
@@ -36,25 +51,40 @@ T_MAX = 1e2
 _SUM_TOL = 1e-2
 
 
+def probability_floor(dtype):
+    """The smallest positive normal float of `dtype` (float64's for a dtype
+    that is not a float: integers, Python lists)."""
+    try:
+        dtype = keras.backend.standardize_dtype(dtype)
+    except (TypeError, ValueError):
+        dtype = "float64"
+    return _SMALLEST_NORMAL.get(dtype, _SMALLEST_NORMAL["float64"])
+
+
 def _as_logits(outputs, from_logits):
     """Outputs (N, C) -> logits-like scores (N, C'), C' >= 2, float64.
 
     One column is a binary problem: probabilities `p` give
-    `[log(1 - p), log p]`, logits `z` give `[0, z]`.
+    `[log(1 - p), log p]`, logits `z` give `[0, z]`. Probabilities are
+    clipped at the smallest positive normal float of their dtype
+    (`probability_floor`) before the log.
     """
+    floor = probability_floor(getattr(outputs, "dtype", "float64"))
     out = np.asarray(outputs, dtype=np.float64)
     if out.ndim == 1:
         out = out[:, None]
     if out.shape[1] == 1:
         if from_logits:
             return np.concatenate([np.zeros_like(out), out], axis=1)
-        return np.log(np.clip(np.concatenate([1.0 - out, out], axis=1), LOG_EPS, 1.0))
-    if from_logits:
+        out = np.concatenate([1.0 - out, out], axis=1)
+    elif from_logits:
         return out
-    return np.log(np.clip(out, LOG_EPS, 1.0))
+    return np.log(np.clip(out, floor, 1.0))
 
 
 def _check_outputs(outputs, from_logits, x_name):
+    """Raises unless `outputs` are finite (N, classes) probabilities
+    (logits with `from_logits=True`) of at least one row."""
     out = np.asarray(outputs, dtype=np.float64)
     if out.ndim == 1:
         out = out[:, None]
@@ -184,8 +214,8 @@ def optimal_temperature(y_true, y_pred, from_logits=False):
 
 def _fit(y_true, y_pred, from_logits, y_name, x_name):
     from_logits = _checks.boolean("from_logits", from_logits)
-    out = _check_outputs(y_pred, from_logits, x_name)
-    z = _as_logits(out, from_logits)
+    _check_outputs(y_pred, from_logits, x_name)
+    z = _as_logits(y_pred, from_logits)
     labels = _check_labels(y_true, z, y_name)
     temperature, at_bound = _minimize(z, labels)
     if at_bound:
@@ -225,7 +255,8 @@ def apply_temperature(y_pred, temperature, from_logits=False):
     ```
     """
     temperature = _checks.positive_float("temperature", temperature)
-    out = np.asarray(y_pred, dtype=np.float64)
+    from_logits = _checks.boolean("from_logits", from_logits)
+    out = np.asarray(y_pred)
     z = _as_logits(out, from_logits) / temperature
     z = z - z.max(axis=-1, keepdims=True)
     p = np.exp(z)
@@ -324,16 +355,21 @@ class TemperatureScaling(ModelWrapper, keras.Model):
     def call(self, inputs, training=None):
         out = self.model(inputs, training=False)
         t = ops.cast(self._temperature, out.dtype)
+        if self.from_logits:
+            z = out
+        else:
+            # As `fit_temperature`: clipped only at the dtype's smallest
+            # positive normal float (`probability_floor`).
+            floor = probability_floor(out.dtype)
+            z = ops.log(ops.clip(out, floor, 1.0))
+            if out.shape[-1] == 1:
+                z = z - ops.log(ops.clip(1.0 - out, floor, 1.0))
         if out.shape[-1] == 1:
-            if self.from_logits:
-                z = out
-            else:
-                z = ops.log(ops.clip(out, LOG_EPS, 1.0)) - ops.log(
-                    ops.clip(1.0 - out, LOG_EPS, 1.0)
-                )
-            return ops.sigmoid(z / t)
-        z = out if self.from_logits else ops.log(ops.clip(out, LOG_EPS, 1.0))
-        return ops.softmax(z / t, axis=-1)
+            scaled = ops.sigmoid(z / t)
+        else:
+            scaled = ops.softmax(z / t, axis=-1)
+        # The model's Keras mask (e.g. padded steps), for losses and metrics.
+        return carry_mask(scaled, out)
 
     def get_config(self):
         base_config = super().get_config()

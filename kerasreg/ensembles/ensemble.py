@@ -9,6 +9,7 @@ import numpy as np
 from keras import ops
 
 from kerasreg import _checks
+from kerasreg._masks import carry_mask
 from kerasreg._registry import register
 from kerasreg._trials import ranked_trials
 
@@ -293,9 +294,11 @@ class Ensemble(MemberPredictions, keras.Model):
 
     def call(self, inputs, training=None):
         outputs = [m(inputs, training=training) for m in self.members]
-        return combine_outputs(
+        combined = combine_outputs(
             outputs, self.combine, self.member_weights, self.from_logits
         )
+        # The members' Keras mask (e.g. padded steps), for losses and metrics.
+        return carry_mask(combined, *outputs)
 
     @classmethod
     def from_tuner(cls, tuner, k=5, combine="mean", **kwargs):

@@ -105,7 +105,8 @@ def _calibrated(row, y, probs, y_val, probs_val, n_bins):
     t = _fit_temperature(
         y_val, probs_val, False, "calibration_data", "calibration_data"
     )
-    scaled = apply_temperature(np.asarray(probs, dtype=np.float64), t)
+    # In their dtype, as fitted: the same floor under the log of zeros.
+    scaled = apply_temperature(probs, t)
     row["calibrated_nll"] = _metrics.nll(y, scaled)
     row["calibrated_ece"] = _metrics.expected_calibration_error(
         y, scaled, n_bins=n_bins
