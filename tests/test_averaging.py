@@ -38,7 +38,7 @@ def _assert_statistics(model, expected):
 def test_average_of_two_models_is_the_mean():
     a, b = _dense_model(seed=1), _dense_model(seed=2)
     averaged = average_weights([a, b])
-    for got, wa, wb in zip(_numpy(averaged), _numpy(a), _numpy(b)):
+    for got, wa, wb in zip(_numpy(averaged), _numpy(a), _numpy(b), strict=True):
         np.testing.assert_allclose(got, (wa + wb) / 2, rtol=1e-6, atol=1e-7)
     assert averaged is not a and averaged is not b
 
@@ -46,7 +46,7 @@ def test_average_of_two_models_is_the_mean():
 def test_weighted_average():
     a, b = _dense_model(seed=1), _dense_model(seed=2)
     averaged = average_weights([a, b], weights=[3.0, 1.0])
-    for got, wa, wb in zip(_numpy(averaged), _numpy(a), _numpy(b)):
+    for got, wa, wb in zip(_numpy(averaged), _numpy(a), _numpy(b), strict=True):
         np.testing.assert_allclose(
             got, 0.75 * wa + 0.25 * wb, rtol=1e-6, atol=1e-7
         )
@@ -145,7 +145,7 @@ def test_recompute_batchnorm_bad_input():
     before = _numpy(plain)
     with pytest.warns(UserWarning, match="no built BatchNormalization"):
         assert recompute_batchnorm(plain, x) is plain
-    for got, want in zip(_numpy(plain), before):
+    for got, want in zip(_numpy(plain), before, strict=True):
         np.testing.assert_array_equal(got, want)
     model = _bn_model()
     with pytest.raises(ValueError, match="at least one batch"):
@@ -202,7 +202,7 @@ def _nested_reference(model, batches):
     stats = {layer.name: [] for layer in bns}
     for batch in batches:
         h = batch.astype("float64")
-        for d, bn in zip(dense, bns):
+        for d, bn in zip(dense, bns, strict=True):
             k, b = w(d)
             a = h @ k + b
             m, v = a.mean(0), a.var(0)
@@ -279,7 +279,7 @@ def test_recompute_batchnorm_failure_restores_statistics_and_momentum():
 
     with pytest.raises(RuntimeError, match="data source broke"):
         recompute_batchnorm(model, batches())
-    for v, want in zip(model.weights, before):
+    for v, want in zip(model.weights, before, strict=True):
         np.testing.assert_array_equal(ops.convert_to_numpy(v), want)
     assert model.get_layer("bn1").momentum == 0.9
     assert model.get_layer("bn2").momentum == 0.5
@@ -310,5 +310,5 @@ def test_average_weights_unregistered_loss_and_layer_uncompiled():
     averaged = average_weights([a, b])
     assert not averaged.compiled
     assert isinstance(averaged.layers[0], Shift)
-    for got, wa, wb in zip(_numpy(averaged), _numpy(a), _numpy(b)):
+    for got, wa, wb in zip(_numpy(averaged), _numpy(a), _numpy(b), strict=True):
         np.testing.assert_allclose(got, (wa + wb) / 2, rtol=1e-6, atol=1e-7)

@@ -87,7 +87,7 @@ def test_inference_formula():
     mean, var = rng.normal(size=4), rng.uniform(0.5, 2.0, 4)
     for variable, value in zip(
         (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance),
-        (gamma, beta, mean, var),
+        (gamma, beta, mean, var), strict=True
     ):
         variable.assign(value.astype("float32"))
     expected = _reference(x, mean, var, gamma, beta, 0.01, -1)
@@ -381,7 +381,7 @@ def test_default_momentum_has_exactly_keras_weights():
     for batch in x:
         ours(batch, training=True)
         theirs(batch, training=True)
-    for a, b in zip(ours.weights, theirs.weights):
+    for a, b in zip(ours.weights, theirs.weights, strict=True):
         np.testing.assert_allclose(_np(a), _np(b), rtol=1e-6)
     # Only the cumulative mode adds the counter, last.
     cumulative = BatchNormalization(momentum=None)

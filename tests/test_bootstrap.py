@@ -91,7 +91,7 @@ def test_seeds_without_bootstrap(capsys):
     for i in range(3):
         keras.utils.set_random_seed(3 + i)
         fresh = _builder()()
-        for a, b in zip(fresh.get_weights(), record[i]):
+        for a, b in zip(fresh.get_weights(), record[i], strict=True):
             np.testing.assert_array_equal(a, b)
     assert not np.allclose(record[0][0], record[1][0])
     out = capsys.readouterr().out

@@ -97,7 +97,7 @@ def test_digits_deterministic_by_seed_and_seeds_differ():
     a = datasets.load("digits", seed=5)
     b = datasets.load("digits", seed=5)
     c = datasets.load("digits", seed=6)
-    for (xa, ya), (xb, yb) in zip(a, b):
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(a[1][0], c[1][0])  # different validation sets

@@ -184,7 +184,7 @@ def test_keras_file_round_trip(tmp_path):
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    for a, b in zip(model.get_weights(), loaded.get_weights()):
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     conv, _, dense, head = loaded.layers
     assert isinstance(conv.kernel_initializer, HeUniform)

@@ -47,7 +47,7 @@ def test_sequential_unit_variance(x):
     assert isinstance(report, LSUVReport)
     assert [entry["layer"] for entry in report] == ["h1", "h2", "out"]
     variances = numpy_pre_activation_variances(model, x)
-    for entry, expected in zip(report, variances):
+    for entry, expected in zip(report, variances, strict=True):
         assert abs(expected - 1) < 0.05
         np.testing.assert_allclose(entry["variance"], expected, rtol=1e-4)
         assert entry["converged"] is True

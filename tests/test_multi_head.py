@@ -102,7 +102,7 @@ def test_training_updates_trunk_and_every_head():
     before = [w.copy() for w in model.get_weights()]
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-    for a, b in zip(before, model.get_weights()):
+    for a, b in zip(before, model.get_weights(), strict=True):
         assert not np.allclose(a, b)
 
 

@@ -60,12 +60,12 @@ def _reference(recorded, averaged, decay, warmup=False, every=1, start=0):
         d = min(decay, (1 + n) / (10 + n)) if warmup else decay
         shadow = [
             d * sh + (1 - d) * a if avg else a
-            for sh, a, avg in zip(shadow, w, averaged)
+            for sh, a, avg in zip(shadow, w, averaged, strict=True)
         ]
         n += 1
     # Variables that are not averaged are taken as they are now.
     return [
-        sh if avg else w for sh, w, avg in zip(shadow, recorded[-1], averaged)
+        sh if avg else w for sh, w, avg in zip(shadow, recorded[-1], averaged, strict=True)
     ]
 
 
@@ -111,10 +111,10 @@ def test_shadow_equals_numpy_recurrence(kwargs):
         kwargs.get("every", 1),
         kwargs.get("start_step", 0),
     )
-    for got, want in zip(ema.shadow_weights(), expected):
+    for got, want in zip(ema.shadow_weights(), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     # The model itself still holds the raw weights.
-    for got, want in zip(_numpy(model), recorder.weights[-1]):
+    for got, want in zip(_numpy(model), recorder.weights[-1], strict=True):
         np.testing.assert_array_equal(got, want)
 
 
@@ -146,7 +146,7 @@ def test_validation_uses_ema_and_training_continues_from_raw():
     for epoch in range(2):
         upto = probe.at_epoch_end[epoch]
         expected = _reference(probe.weights[:upto], mask, 0.8)
-        for got, want in zip(probe.at_test[epoch], expected):
+        for got, want in zip(probe.at_test[epoch], expected, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         # val_loss is the loss of the EMA weights.
         clone = keras.models.clone_model(model)
@@ -158,7 +158,7 @@ def test_validation_uses_ema_and_training_continues_from_raw():
             rtol=1e-4,
         )
     # Epoch 2 started from the raw weights of the end of epoch 1.
-    for got, want in zip(probe.at_epoch_begin[1], probe.weights[3]):
+    for got, want in zip(probe.at_epoch_begin[1], probe.weights[3], strict=True):
         np.testing.assert_array_equal(got, want)
 
 
@@ -170,7 +170,7 @@ def test_evaluate_predict_after_fit_and_averaged_model():
     raw = _numpy(model)
     n_optimizer = len(model.optimizer.variables)
     averaged = ema.averaged_model()
-    for got, want in zip(_numpy(averaged), ema.shadow_weights()):
+    for got, want in zip(_numpy(averaged), ema.shadow_weights(), strict=True):
         np.testing.assert_array_equal(got, want)
     expected = ops.convert_to_numpy(averaged(x, training=False))
     np.testing.assert_allclose(
@@ -180,7 +180,7 @@ def test_evaluate_predict_after_fit_and_averaged_model():
     loss = model.evaluate(x, y, verbose=0, callbacks=[ema])
     np.testing.assert_allclose(loss, np.mean((expected - y) ** 2), rtol=1e-4)
     # Raw weights are back, and the optimizer state is as without WeightEMA.
-    for got, want in zip(_numpy(model), raw):
+    for got, want in zip(_numpy(model), raw, strict=True):
         np.testing.assert_array_equal(got, want)
     assert len(model.optimizer.variables) == n_optimizer
 
@@ -202,13 +202,13 @@ def test_optimizer_state_is_restored_and_second_fit_works(tmp_path):
         callbacks=[recorder, ema],
     )
     expected = _reference(recorder.weights, _averaged_mask(model), 0.9)
-    for got, want in zip(ema.shadow_weights(), expected):
+    for got, want in zip(ema.shadow_weights(), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     # The model saves and loads with its optimizer state intact.
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):
+    for a, b in zip(loaded.optimizer.variables, model.optimizer.variables, strict=True):
         np.testing.assert_array_equal(
             ops.convert_to_numpy(a), ops.convert_to_numpy(b)
         )
@@ -224,7 +224,7 @@ def test_apply_at_end():
         callbacks=[recorder, ema],
     )
     expected = _reference(recorder.weights, _averaged_mask(model), 0.9)
-    for got, want in zip(_numpy(model), expected):
+    for got, want in zip(_numpy(model), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -271,7 +271,7 @@ def test_backup_and_restore_resume_equals_uninterrupted(tmp_path, ema_first):
         x, y, batch_size=16, epochs=4, shuffle=False, verbose=0,
         callbacks=callbacks(ema, tmp_path / "b"),
     )
-    for got, want in zip(ema.shadow_weights(), uninterrupted):
+    for got, want in zip(ema.shadow_weights(), uninterrupted, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -431,7 +431,7 @@ def test_averaged_model_unregistered_loss_and_layer_is_uncompiled():
     assert not averaged.compiled
     assert isinstance(averaged.layers[0], Scale)
     shadows = ema.shadow_weights()
-    for got, want in zip(_numpy(averaged), shadows):
+    for got, want in zip(_numpy(averaged), shadows, strict=True):
         np.testing.assert_array_equal(got, want)
     scale, kernel, bias = shadows
     np.testing.assert_allclose(
@@ -479,7 +479,7 @@ def test_unbuilt_sequential_equals_numpy_recurrence(every):
     expected = _reference(
         [start] + recorder.weights, [True] * 4, 0.8, every=every
     )
-    for got, want in zip(ema.shadow_weights(), expected):
+    for got, want in zip(ema.shadow_weights(), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     # Detached after fit; a second fit starts afresh from the raw weights.
     plain = _unbuilt_model()
@@ -494,7 +494,7 @@ def test_unbuilt_sequential_equals_numpy_recurrence(every):
     expected = _reference(
         [before] + recorder.weights, [True] * 4, 0.8, every=every
     )
-    for got, want in zip(ema.shadow_weights(), expected):
+    for got, want in zip(ema.shadow_weights(), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -535,7 +535,7 @@ def test_interrupted_fit_leaves_no_state_behind(tmp_path, save_first):
             loaded = keras.saving.load_model(path)
         assert len(loaded.optimizer.variables) == n_plain
         assert int(ops.convert_to_numpy(loaded.optimizer.iterations)) == 9
-        for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):
+        for a, b in zip(loaded.optimizer.variables, model.optimizer.variables, strict=True):
             np.testing.assert_array_equal(
                 ops.convert_to_numpy(a), ops.convert_to_numpy(b)
             )
@@ -546,7 +546,7 @@ def test_interrupted_fit_leaves_no_state_behind(tmp_path, save_first):
         callbacks=[recorder, ema],
     )
     expected = _reference(recorder.weights, _averaged_mask(model), 0.9)
-    for got, want in zip(ema.shadow_weights(), expected):
+    for got, want in zip(ema.shadow_weights(), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert len(model.optimizer.variables) == n_plain
 
@@ -583,5 +583,5 @@ def test_averaged_model_of_a_subclassed_model_without_get_config():
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[ema])
     averaged = ema.averaged_model()
     assert isinstance(averaged, GuideModel) and not averaged.compiled
-    for got, want in zip(_numpy(averaged), ema.shadow_weights()):
+    for got, want in zip(_numpy(averaged), ema.shadow_weights(), strict=True):
         np.testing.assert_array_equal(got, want)
