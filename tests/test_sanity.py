@@ -57,7 +57,7 @@ def test_user_model_is_untouched(digits):
     before = [w.copy() for w in model.get_weights()]
     sanity_check(model, x, y, n_overfit=10, epochs=5)
     after = model.get_weights()
-    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     assert int(model.optimizer.iterations.numpy()) == 0
     assert isinstance(model.layers[1], keras.layers.Dropout)
     assert model.layers[0].kernel.regularizer is not None
@@ -227,3 +227,75 @@ def test_subclassed_model_without_get_config(digits):
     model(x[:1])
     report = sanity_check(model, x, y, n_overfit=10, epochs=100)
     assert report["overfit"].passed is True, str(report)
+
+
+def _constant_sigmoid(b, l2=None):
+    """p = sigmoid(b) for every input: the losses are known by hand."""
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(
+            1, activation="sigmoid", kernel_initializer="zeros",
+            bias_initializer=keras.initializers.Constant(b),
+            bias_regularizer=None if l2 is None else keras.regularizers.L2(l2))])
+    model.compile("sgd", "binary_crossentropy")
+    return model
+
+
+def _softplus(t):
+    return math.log1p(math.exp(t))
+
+
+def test_thresholds_flip_the_verdicts():
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    y = np.ones((8, 1), "float32")
+    b, l2 = -0.2, 0.1
+    model = _constant_sigmoid(b, l2)
+    # Every label 1, p = sigmoid(-0.2): cross-entropy log(1 + e^0.2) = 0.798,
+    # 15% above ln(2). The L2 penalty on the bias: l2 * b^2 = 0.004.
+    loss, penalty = _softplus(-b), l2 * b**2
+    assert abs(loss - math.log(2)) / math.log(2) == pytest.approx(0.1515, abs=1e-4)
+    # One overfit step: the loss it reports is the one before its update.
+    default = sanity_check(model, x, y, n_overfit=4, epochs=1)
+    custom = sanity_check(model, x, y, n_overfit=4, epochs=1, tolerance=0.2,
+                          target_loss=0.85, regularization_factor=3.0,
+                          learning_rates=(0.5,))
+    for report in (default, custom):
+        assert report["initial_loss"].value == pytest.approx(loss, rel=1e-5)
+        assert report["overfit"].value == pytest.approx(loss, rel=1e-5)
+        assert report["regularization"].details["loss"] == pytest.approx(
+            loss + penalty, rel=1e-5)
+        assert report["overfit"].details["examples"] == 4
+    # tolerance: 15% is outside 10%, inside 20%.
+    assert default["initial_loss"].passed is False
+    assert custom["initial_loss"].passed is True
+    # target_loss: 0.798 is above 0.05, below 0.85 (reached with the first
+    # learning rate, so the next one is not tried).
+    assert default["overfit"].passed is False
+    assert default["overfit"].details["learning_rates_tried"] == [1e-2, 1e-3]
+    assert custom["overfit"].passed is True
+    assert custom["overfit"].details["learning_rates_tried"] == [0.5]
+    assert (default.passed, custom.passed) == (False, True)
+    # regularization_factor: the loss rises by (factor - 1) * penalty.
+    for report, factor in ((default, 10.0), (custom, 3.0)):
+        check = report["regularization"]
+        assert check.passed is True and check.details["factor"] == factor
+        raised = check.details["loss_scaled"] - check.details["loss"]
+        assert raised == pytest.approx((factor - 1) * penalty, rel=1e-3)
+
+
+def test_max_eval_scores_a_subset():
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0], "float32")[:, None]
+    model = _constant_sigmoid(-0.2)
+    # Per example: -log sigmoid(-0.2) = 0.798 (label 1), -log(1 -
+    # sigmoid(-0.2)) = 0.598 (label 0); on all 8: (3 * 0.798 + 5 * 0.598) / 8.
+    one, zero = _softplus(0.2), _softplus(-0.2)
+    mean = (3 * one + 5 * zero) / 8
+    assert min(abs(mean - one), abs(mean - zero)) > 0.07
+    # The default (max_eval=1024 > 8) scores all 8 examples; max_eval=1 one.
+    report = sanity_check(model, x, y, n_overfit=2, epochs=1)
+    assert report["initial_loss"].value == pytest.approx(mean, rel=1e-5)
+    report = sanity_check(model, x, y, n_overfit=2, epochs=1, max_eval=1)
+    value = report["initial_loss"].value
+    assert value == pytest.approx(one, rel=1e-5) or value == pytest.approx(
+        zero, rel=1e-5)
