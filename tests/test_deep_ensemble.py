@@ -75,6 +75,64 @@ def test_fused_member_trains_exactly_as_alone(kind, weighted):
         )
 
 
+SEQ_LEN, VOCAB = 5, 7
+
+
+def _build_sequence():
+    return keras.Sequential([
+        keras.Input((SEQ_LEN,), dtype="int32"),
+        keras.layers.Embedding(VOCAB, 4, mask_zero=True),
+        keras.layers.SimpleRNN(4, return_sequences=True),
+        keras.layers.Dense(N_CLASSES, activation="softmax"),
+    ])
+
+
+def _padded_sequences(n=16, seed=0):
+    """Right-padded token sequences (0 = padding) and per-step labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, VOCAB, size=(n, SEQ_LEN))
+    lengths = rng.integers(1, SEQ_LEN + 1, size=n)
+    x[np.arange(SEQ_LEN) >= lengths[:, None]] = 0
+    y = rng.integers(0, N_CLASSES, size=(n, SEQ_LEN))
+    return x.astype("int32"), y
+
+
+def test_fused_member_trains_exactly_as_alone_with_keras_masks():
+    """The padding is left out of each member's loss, as when alone."""
+    x, y = _padded_sequences()
+    ens = DeepEnsemble(_build_sequence, n_members=2, seed=0)
+    initial = [v.numpy() for v in ens.members[1].variables]
+    ens.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+    ens.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    alone = _build_sequence()
+    for v, value in zip(alone.variables, initial, strict=True):
+        v.assign(value)
+    alone.compile(keras.optimizers.Adam(0.05),
+                  "sparse_categorical_crossentropy")
+    alone.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    for got, want in zip(ens.members[1].variables, alone.variables,
+                         strict=True):
+        np.testing.assert_allclose(
+            got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_evaluate_leaves_padding_out_of_combined_loss_and_metrics():
+    x, y = _padded_sequences()
+    ens = DeepEnsemble(_build_sequence, n_members=3, seed=0)
+    ens.compile("adam", "sparse_categorical_crossentropy",
+                metrics=["accuracy"])
+    combined = ens.member_predictions(x).mean(0)  # (N, T, C)
+    valid = x != 0
+    picked = np.take_along_axis(combined, y[..., None], axis=-1)[..., 0]
+    nll = -np.log(np.clip(picked[valid], 1e-7, 1.0)).mean()
+    accuracy = np.mean(combined.argmax(-1)[valid] == y[valid])
+    logs = ens.evaluate(x, y, batch_size=len(x), verbose=0,
+                        return_dict=True)
+    np.testing.assert_allclose(logs["loss"], nll, rtol=1e-5)
+    np.testing.assert_allclose(logs["accuracy"], accuracy, rtol=1e-6)
+
+
 def test_members_differ_and_seed_reproduces_them():
     a = DeepEnsemble(_build, n_members=3, seed=4)
     b = DeepEnsemble(_build, n_members=3, seed=4)
@@ -85,6 +143,42 @@ def test_members_differ_and_seed_reproduces_them():
     for ma, mb in zip(a.members, b.members):
         for wa, wb in zip(ma.get_weights(), mb.get_weights()):
             np.testing.assert_array_equal(wa, wb)
+
+
+def test_a_model_gives_fresh_copies_of_its_architecture(tmp_path):
+    x, y = _data()
+    model = _build(dropout=0.2, batchnorm=False)
+
+    def plain_loss(y_true, y_pred):  # unregistered: a clone cannot compile
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+    model.compile("sgd", plain_loss)
+    before = [v.numpy() for v in model.variables]
+    ens = DeepEnsemble(model, n_members=2, seed=5)
+    members = ens.members
+    for i, member in enumerate(members):
+        # Member i is the architecture built anew under seed + i (so `seed`
+        # reproduces it): the same layers, fresh weights and dropout seeds.
+        keras.utils.set_random_seed(5 + i)
+        fresh = _build(dropout=0.2, batchnorm=False)
+        assert [type(layer) for layer in member.layers] == \
+            [type(layer) for layer in model.layers]
+        for got, want in zip(member.variables, fresh.variables, strict=True):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    kernels = [m.get_weights()[0] for m in [model, *members]]
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        assert not np.allclose(kernels[a], kernels[b])
+    ens.compile("adam", "sparse_categorical_crossentropy")
+    ens.fit(x, y, epochs=1, verbose=0)
+    assert not np.allclose(ens.members[0].get_weights()[0], kernels[1])
+    # The model given is untouched: its weights, and still compiled.
+    assert model.compiled and model.loss is plain_loss
+    for v, value in zip(model.variables, before, strict=True):
+        np.testing.assert_array_equal(v.numpy(), value)
+    path = os.path.join(tmp_path, "deep.keras")
+    ens.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(_eager(loaded, x), _eager(ens, x), atol=1e-6)
 
 
 def test_logs_mean_loss_and_member_losses():
@@ -313,6 +407,9 @@ def test_bad_arguments():
         DeepEnsemble(_build, combine="max")
     with pytest.raises(ValueError, match=r"`build_fn`.*build_fn=3"):
         DeepEnsemble(3)
+    # A layer is callable, but not a model: it is not called without inputs.
+    with pytest.raises(ValueError, match=r"`build_fn`.*build_fn=<Dense"):
+        DeepEnsemble(keras.layers.Dense(N_CLASSES))
 
 
 def test_bad_build_fn_results():

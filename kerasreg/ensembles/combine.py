@@ -19,6 +19,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerasreg import _masks
+
 COMBINES = ("mean", "vote", "geometric")
 
 # Vote output: the vote shares, moved by this much towards the tie-broken
@@ -135,8 +137,16 @@ class FusedOutputs:
     and the attributes `combine` and `from_logits`. While training, `call`
     returns the raw outputs stacked on axis 1 (batch first), so that
     `compute_loss` scores each member against the labels
-    (`_is_stacked(y_pred)` tells the two forms apart); otherwise it returns
-    them combined (`combine_outputs`, equal weights).
+    (`_is_stacked(y_pred)` tells the two forms apart, `_member_output`
+    takes member `i` out); otherwise it returns them combined
+    (`combine_outputs`, equal weights).
+
+    Keras masks (`Embedding(mask_zero=True)`, `Masking`) travel with the
+    outputs (`kerasreg._masks`): the stacked outputs carry the members'
+    masks stacked on axis 1, `_member_output` returns member `i`'s output
+    with its own mask, and the combined output carries the members' mask,
+    so that losses and metrics leave the padding out, as they do for a
+    member trained alone.
     """
 
     # Rank of one member's output (batch axis included), once known.
@@ -146,19 +156,27 @@ class FusedOutputs:
         outputs = self._member_outputs(inputs, training=training)
         return stack_probabilities(outputs, self.from_logits)
 
+    def _member_output(self, stacked, i):
+        """Member `i`'s output (with its mask) from the stacked outputs."""
+        return _masks.take(stacked, i, axis=1)
+
     def _combine(self, outputs):
         """Members' raw outputs (list, or stacked on axis 1) -> combined."""
         if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs[:, i] for i in range(outputs.shape[1])]
-        return combine_outputs(
+            outputs = [
+                self._member_output(outputs, i)
+                for i in range(outputs.shape[1])
+            ]
+        combined = combine_outputs(
             outputs, self.combine, from_logits=self.from_logits
         )
+        return _masks.carry_mask(combined, *outputs)
 
     def call(self, inputs, training=None):
         outputs = self._member_outputs(inputs, training=training)
         self._output_rank = len(outputs[0].shape)
         if training:
-            return ops.stack(outputs, axis=1)
+            return _masks.stack(outputs, axis=1)
         return self._combine(outputs)
 
     def _is_stacked(self, y_pred):

@@ -84,18 +84,27 @@ def _signature(model):
     )
 
 
-def _build_members(build_fn, n_members, seed):
-    if not callable(build_fn):
+def _member_factory(build_fn):
+    """A callable with no arguments returning a new member."""
+    if isinstance(build_fn, keras.Model):
+        # Same architecture, fresh weights; `build_fn` itself is untouched.
+        return lambda: clone_uncompiled(build_fn)
+    if isinstance(build_fn, keras.layers.Layer) or not callable(build_fn):
         raise ValueError(
             "Invalid value received for argument `build_fn`. Expected a "
-            "callable returning a new, uncompiled Keras model. Received: "
-            f"build_fn={build_fn!r}"
+            "Keras model, or a callable returning a new, uncompiled Keras "
+            f"model. Received: build_fn={build_fn!r}"
         )
+    return build_fn
+
+
+def _build_members(build_fn, n_members, seed):
+    make = _member_factory(build_fn)
     members = []
     for i in range(n_members):
         if seed is not None:
             keras.utils.set_random_seed(seed + i)
-        model = build_fn()
+        model = make()
         if not isinstance(model, keras.Model):
             raise ValueError(
                 "Invalid value received for argument `build_fn`. Expected a "
@@ -180,11 +189,16 @@ class DeepEnsemble(FusedOutputs, MemberPredictions, keras.Model):
     with `training=True` returns the members' raw outputs stacked on axis 1.
 
     Args:
-        build_fn: Callable with no arguments returning a new, uncompiled Keras
-            model (Sequential, functional or subclassed) with one output that
-            ends in a softmax (or, for one output column, a sigmoid), or
-            outputs logits with `from_logits=True`. Called `n_members` times;
-            every call must return the same architecture.
+        build_fn: A Keras model (Sequential, functional or subclassed) with
+            one output that ends in a softmax (or, for one output column, a
+            sigmoid), or outputs logits with `from_logits=True`; or a
+            callable with no arguments returning a new, uncompiled such model.
+            A model is copied like `keras.models.clone_model` does: each
+            member has its architecture and its own freshly initialized
+            weights, the model given is left untouched (it may be compiled:
+            the copies are not), and its weights are not used. A callable is
+            called `n_members` times; every call must return the same
+            architecture.
         n_members: Positive integer, the number of members. Defaults to `5`.
         bootstrap: `None` (every member sees every example) or `"poisson"`
             (online bootstrap weights, fresh at every step). Defaults to
@@ -192,7 +206,7 @@ class DeepEnsemble(FusedOutputs, MemberPredictions, keras.Model):
         combine: String, how member probabilities are combined: `"mean"`,
             `"vote"` or `"geometric"`, as for `kerasreg.Ensemble`. Defaults to
             `"mean"`.
-        seed: Optional integer. If set, member `i` is built after
+        seed: Optional integer. If set, member `i` is built (or copied) after
             `keras.utils.set_random_seed(seed + i)` (which sets the global
             Python, NumPy and backend seeds), so the members' initial weights
             and dropout seeds are reproducible, and the bootstrap weights are
@@ -230,6 +244,8 @@ class DeepEnsemble(FusedOutputs, MemberPredictions, keras.Model):
     probs = ens.predict(x, verbose=0)           # (64, 3), members combined
     per_member = ens.member_predictions(x)      # (4, 64, 3)
     first = ens.members[0]       # a standalone copy, uncompiled
+    # A model works too: its architecture, new weights for each member.
+    same = DeepEnsemble(build(), n_members=4, seed=0)
     ```
     """
 
@@ -337,7 +353,9 @@ class DeepEnsemble(FusedOutputs, MemberPredictions, keras.Model):
         batch = ops.shape(y_pred)[0]
         member_losses = []
         for i in range(self.n_members):
-            loss = compiled_loss(y, y_pred[:, i], weights[i])
+            loss = compiled_loss(
+                y, self._member_output(y_pred, i), weights[i]
+            )
             member_losses.append(loss)
             own = self._regularization(self._branches[i].losses)
             logged = loss if own is None else loss + own
