@@ -275,6 +275,43 @@ def test_wrong_gradient_in_a_relu_cnn_is_still_wrong():
     assert report.checked[buggy] - report.kinks[buggy] > report.checked[buggy] // 2
 
 
+def test_step_h_gives_the_central_difference_with_that_step():
+    # f(W, b) = 0.5 * mean(tanh(x W + b) ** 2) (no targets): numpy gives its
+    # gradient in closed form and its central differences with any h.
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(5, 3))
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="tanh")])
+    model.set_weights([rng.normal(size=(3, 1)).astype("float32"),
+                       np.array([0.3], "float32")])
+    w, b = (np.asarray(v, dtype="float64") for v in model.get_weights())
+
+    def f(w, b):
+        return 0.5 * np.mean(np.tanh(x @ w + b) ** 2)
+
+    t = np.tanh(x @ w + b)
+    analytic = x.T @ (t * (1 - t**2)) / len(x)  # d f / d W
+    kernel = model.layers[0].kernel.path
+    errors = {}
+    for h in (1e-5, 0.02):
+        report = gradient_check(model, x, h=h)
+        assert report.h == h and f"h={h:g}" in str(report)
+        numeric = np.zeros_like(w)
+        for i in range(3):
+            step = np.zeros_like(w)
+            step[i, 0] = h
+            numeric[i, 0] = (f(w + step, b) - f(w - step, b)) / (2 * h)
+        relative = np.abs(analytic - numeric) / np.maximum(np.abs(analytic), np.abs(numeric))
+        worst = report.worst[kernel]
+        assert worst["index"] == np.unravel_index(np.argmax(relative), w.shape)
+        np.testing.assert_allclose(worst["analytic"], analytic[worst["index"]], rtol=1e-9)
+        np.testing.assert_allclose(worst["numeric"], numeric[worst["index"]], rtol=1e-7)
+        errors[h] = report.per_weight[kernel]
+        if h == 0.02:  # the O(h^2) error of the difference dominates
+            np.testing.assert_allclose(errors[h], relative.max(), rtol=1e-5)
+            assert report.verdict == "suspicious"
+    assert errors[1e-5] < 1e-7 < 1e-4 < errors[0.02]
+
+
 def test_max_params_subsamples_each_weight():
     model = tanh_softmax()
     x, y = data(seed=5)
@@ -336,6 +373,10 @@ def test_report_bands(error, verdict):
     [
         ({"h": 0}, r"argument `h`\. Expected a float value > 0\. Received: h=0"),
         ({"h": -1e-5}, r"Received: h=-1e-05"),
+        ({"h": float("nan")}, r"argument `h`\. Expected a float value > 0\. Received: h=nan"),
+        ({"h": float("inf")}, r"Received: h=inf"),
+        ({"h": "1e-5"}, r"Received: h='1e-5'"),
+        ({"h": True}, r"Received: h=True"),
         (
             {"max_params": 0},
             r"argument `max_params`\. Expected an integer >= 1\. "
@@ -444,7 +485,7 @@ def test_dropout_is_off_even_in_mc_mode(dropout):
     x, y = data(seed=8)
     model = _dropout_model(dropout())
     reference = _dropout_model(None)  # same seed: same Dense weights
-    for a, b in zip(model.get_weights(), reference.get_weights()):
+    for a, b in zip(model.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     kwargs = dict(loss="categorical_crossentropy", max_params=6)
     first = gradient_check(model, x, y, **kwargs)
