@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import kerasreg
+from kerasreg.callbacks import StopOnDivergence
 from kerasreg.tuning import CoarseToFine
 from kerasreg.tuning import CoarseToFineOracle
 from kerasreg.tuning import beta
@@ -361,3 +362,243 @@ def test_stage_lines_follow_search_verbose(verbose, tmp_path, capsys):
     assert len(lines) == (1 if verbose else 0)
     if verbose:
         assert lines[0].startswith("CoarseToFine: stage 2/2 (2 trials x 2 epochs)")
+
+
+# --- Keras Tuner's options, as CoarseToFine passes them on -----------------
+
+
+class BuildingToy(CoarseToFine):
+    """Builds the hypermodel on the trial's hyperparameters (as `Tuner`
+    does: entries left out of the search get their defaults), then scores
+    the values in closed form."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        hp = trial.hyperparameters
+        self.hypermodel.build(hp)
+        return {"score": toy_score(hp.values, hp.values["tuner/epochs"])}
+
+
+def _building_toy(tmp_path, **kwargs):
+    return BuildingToy(declare, keras_tuner.Objective("score", "max"),
+                       stages=((6, 1), (3, 2)), top_k=2, seed=7,
+                       directory=str(tmp_path), overwrite=True, **kwargs)
+
+
+def _lr_space():
+    hps = keras_tuner.HyperParameters()
+    hps.Float("learning_rate", 1e-3, 1e-1, sampling="log")
+    return hps
+
+
+def test_hyperparameters_override_a_range_and_tune_new_entries(tmp_path):
+    # `hyperparameters` replaces the model builder's range of an entry; the
+    # other entries are tuned as declared (tune_new_entries=True).
+    tuner = _building_toy(tmp_path / "all", hyperparameters=_lr_space())
+    tuner.search(verbose=0)
+    first = tuner.stage_ranges[0]
+    assert first["learning_rate"] == {"min_value": 1e-3, "max_value": 1e-1}
+    assert first["weight_decay"] == {"min_value": 1e-8, "max_value": 1e-2}
+    assert set(first) == {"learning_rate", "weight_decay", "units",
+                          "activation", "one_minus_beta_1"}
+    trials = list(tuner.oracle.trials.values())
+    assert len(trials) == 9
+    assert all(1e-3 <= t.hyperparameters.values["learning_rate"] <= 1e-1
+               for t in trials)
+    assert len({t.hyperparameters.values["weight_decay"] for t in trials}) > 1
+
+    # tune_new_entries=False: only `hyperparameters` is searched; the
+    # builder's other entries keep their defaults (min_value for a Float or
+    # an Int, the first choice; beta's default is its max_value).
+    tuner = _building_toy(tmp_path / "lr", hyperparameters=_lr_space(),
+                          tune_new_entries=False)
+    tuner.search(verbose=0)
+    assert [set(r) for r in tuner.stage_ranges] == [{"learning_rate"}] * 2
+    trials = list(tuner.oracle.trials.values())
+    assert len(trials) == 9
+    for t in trials:
+        values = t.hyperparameters.values
+        assert 1e-3 <= values["learning_rate"] <= 1e-1
+        assert values["weight_decay"] == 1e-8
+        assert values["units"] == 8 and values["activation"] == "relu"
+        assert values["beta_1"] == pytest.approx(0.999)
+    assert len({t.hyperparameters.values["learning_rate"] for t in trials}) > 1
+
+
+def test_allow_new_entries_false_refuses_entries_outside_the_space(tmp_path):
+    with pytest.raises(RuntimeError, match="allow_new_entries.*weight_decay"):
+        _building_toy(tmp_path / "lr", hyperparameters=_lr_space(),
+                      allow_new_entries=False)
+    # A space holding every entry the builder declares is accepted.
+    complete = _lr_space()
+    declare(complete)  # adds the other entries; learning_rate is kept
+    tuner = _building_toy(tmp_path / "all", hyperparameters=complete,
+                          allow_new_entries=False)
+    tuner.search(verbose=0)
+    assert tuner.stage_ranges[0]["learning_rate"] == {"min_value": 1e-3,
+                                                      "max_value": 1e-1}
+    assert len(tuner.oracle.trials) == 9
+
+
+@pytest.mark.parametrize("argument", ["tune_new_entries", "allow_new_entries"])
+def test_restricting_the_space_needs_hyperparameters(tmp_path, argument):
+    with pytest.raises(
+        ValueError,
+        match=rf"Invalid value received for argument `{argument}`\..*"
+        rf"`hyperparameters`.*Received: {argument}=False",
+    ):
+        CoarseToFine(declare, "val_loss", directory=str(tmp_path),
+                     **{argument: False})
+
+
+def test_hyperparameters_must_be_a_space(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid value received for argument `hyperparameters`\. "
+        r"Expected a `keras_tuner.HyperParameters`.*Received: "
+        r"hyperparameters=\{'learning_rate': 0.01\}",
+    ):
+        CoarseToFine(declare, "val_loss", directory=str(tmp_path),
+                     hyperparameters={"learning_rate": 0.01})
+
+
+class FlakyToy(ToyCoarseToFine):
+    """Raises, for the trials in `failures`, the listed errors in turn."""
+
+    def __init__(self, *args, failures=(), **kwargs):
+        self.failures = {tid: list(errors) for tid, errors in dict(failures).items()}
+        self.runs = []  # trial ids, once per run
+        super().__init__(*args, **kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        self.runs.append(trial.trial_id)
+        pending = self.failures.get(trial.trial_id)
+        if pending:
+            error = pending.pop(0)
+            if isinstance(error, str):  # a divergence, as `StopOnDivergence` ends one
+                trial.hyperparameters.values["tuner/diverged"] = error
+                raise keras_tuner.errors.FailedTrialError("Diverged: " + error)
+            raise error
+        return super().run_trial(trial, *args, **kwargs)
+
+
+def _flaky(tmp_path, name, failures, stages=((4, 1),), **kwargs):
+    return FlakyToy(
+        lambda hp: declare(hp), keras_tuner.Objective("score", "max"),
+        stages=stages, seed=7, directory=str(tmp_path), project_name=name,
+        overwrite=True, failures=failures, **kwargs)
+
+
+def _statuses(tuner):
+    return [tuner.oracle.trials[tid].status for tid in sorted(tuner.oracle.trials)]
+
+
+def test_max_retries_per_trial_reruns_crashed_trials(tmp_path, capsys):
+    # Trial 1 crashes once (an ordinary exception: Keras Tuner's INVALID,
+    # retried); trial 2 raises FailedTrialError (FAILED: never retried).
+    failures = {"1": [ValueError("flaky")],
+                "2": [keras_tuner.errors.FailedTrialError("broken")]}
+    once = _flaky(tmp_path, "once", failures)
+    once.search(verbose=0)
+    assert once.runs == ["0", "1", "2", "3"]
+    assert _statuses(once) == ["COMPLETED", "FAILED", "FAILED", "COMPLETED"]
+    assert "flaky" in once.oracle.trials["1"].message
+
+    retried = _flaky(tmp_path, "retried", failures, max_retries_per_trial=1)
+    retried.search(verbose=0)
+    assert retried.runs == ["0", "1", "1", "2", "3"]
+    assert _statuses(retried) == ["COMPLETED", "COMPLETED", "FAILED", "COMPLETED"]
+    # The retry ran the trial's own values, in its stage.
+    assert (retried.oracle.trials["1"].hyperparameters.values
+            == once.oracle.trials["1"].hyperparameters.values)
+    assert retried.oracle.trials["1"].score == toy_score(
+        retried.oracle.trials["1"].hyperparameters.values, 1)
+    assert "Trial 1 failed 1 times. 1 retries left." in capsys.readouterr().out
+
+
+def test_max_consecutive_failed_trials_counts_crashes_not_divergences(tmp_path):
+    crash = keras_tuner.errors.FailedTrialError
+    two_crashes = {"0": [crash("bug")], "1": [crash("bug")]}
+    default = _flaky(tmp_path, "default", two_crashes)
+    default.search(verbose=0)  # 2 consecutive failures < 3
+    assert _statuses(default) == ["FAILED", "FAILED", "COMPLETED", "COMPLETED"]
+
+    limited = _flaky(tmp_path, "limited", two_crashes,
+                     max_consecutive_failed_trials=2)
+    with pytest.raises(RuntimeError, match="exceeded the limit of 2"):
+        limited.search(verbose=0)
+    assert limited.runs == ["0", "1"]
+
+    # A diverged trial is a result: it resets the count between crashes.
+    mixed = {"0": [crash("bug")], "1": ["loss is nan at step 3"],
+             "2": [crash("bug")]}
+    tuner = _flaky(tmp_path, "mixed", mixed, max_consecutive_failed_trials=2)
+    tuner.search(verbose=0)
+    assert tuner.runs == ["0", "1", "2", "3"]
+    assert _statuses(tuner) == ["FAILED", "FAILED", "FAILED", "COMPLETED"]
+    assert tuner.oracle.trials["1"].message == "Diverged: loss is nan at step 3"
+
+
+def _linear_regression():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = (x @ np.array([[1.0], [-2.0], [0.5], [1.5]])).astype("float32")
+    return (x[:24], y[:24]), (x[24:], y[24:])
+
+
+def _sgd_linear(x, y, lr, batch_size):
+    """Plain SGD on mse from zero weights (Dense(1), in numpy), in order.
+
+    Returns the weights (kernel and bias stacked) and the batch losses
+    before each step.
+    """
+    xb = np.hstack([x, np.ones((len(x), 1))]).astype("float64")
+    w, losses = np.zeros((5, 1)), []
+    for start in range(0, len(x), batch_size):
+        a, b = xb[start:start + batch_size], y[start:start + batch_size]
+        residual = a @ w - b
+        losses.append(float(np.mean(residual**2)))
+        w = w - lr * 2.0 / len(a) * a.T @ residual
+    return w, losses
+
+
+def test_stop_on_divergence_off_or_configured(tmp_path):
+    (x, y), (xv, yv) = _linear_regression()
+    lr = 1.0  # too large: SGD's loss grows about fourfold per step
+
+    def build(hp):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(
+            1, kernel_initializer="zeros")])
+        model.compile(keras.optimizers.SGD(hp.Fixed("lr", lr)), "mse")
+        return model
+
+    def search(name, stop_on_divergence):
+        tuner = CoarseToFine(build, "val_loss", stages=((1, 1),), seed=1,
+                             stop_on_divergence=stop_on_divergence,
+                             directory=str(tmp_path), project_name=name)
+        tuner.search(x, y, validation_data=(xv, yv), batch_size=4,
+                     shuffle=False, verbose=0)
+        (trial,) = tuner.oracle.trials.values()
+        return trial
+
+    w, losses = _sgd_linear(x, y, lr, 4)
+    running = np.cumsum(losses) / np.arange(1, len(losses) + 1)  # logs["loss"]
+    # Off: the trial trains its 6 steps and completes; its score is the
+    # validation mse of the weights after them.
+    trial = search("off", False)
+    assert trial.status == "COMPLETED"
+    xvb = np.hstack([xv, np.ones((len(xv), 1))])
+    assert trial.score == pytest.approx(float(np.mean((xvb @ w - yv) ** 2)),
+                                        rel=1e-4)
+    # Configured: a copy of this StopOnDivergence (reference: the loss after
+    # step 1) stops the trial at the first step whose running mean loss
+    # exceeds twice it. The default one (warm-up of 10 steps) would not
+    # have judged these 6 steps.
+    stop = StopOnDivergence(max_factor=2.0, warmup_steps=1)
+    step = int(np.argmax(running[1:] > 2 * running[0])) + 2
+    assert step == 4 and running[step - 1] > 2 * running[0]
+    trial = search("configured", stop)
+    assert trial.status == "FAILED"
+    assert trial.message == (
+        f"Diverged: loss {running[step - 1]:.4g} > 2 x reference loss "
+        f"{running[0]:.4g} (step 1) at step {step}")
+    assert stop.stopped_reason is None  # the instance itself was not used

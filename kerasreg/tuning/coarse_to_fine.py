@@ -66,6 +66,30 @@ def _validate_seed(seed):
         _checks.int_at_least("seed", seed, 0)
 
 
+def _validate_space(hyperparameters, allow_new_entries, tune_new_entries):
+    if hyperparameters is not None and not isinstance(
+        hyperparameters, hp_module.HyperParameters
+    ):
+        raise _checks.invalid(
+            "hyperparameters",
+            hyperparameters,
+            "a `keras_tuner.HyperParameters` instance or None",
+        )
+    if hyperparameters:  # a non-empty space, as Keras Tuner's Oracle tests
+        return
+    for name, value in (
+        ("tune_new_entries", tune_new_entries),
+        ("allow_new_entries", allow_new_entries),
+    ):
+        if not value:
+            raise _checks.invalid(
+                name,
+                value,
+                "True when no search space is given: with "
+                f"`{name}=False`, declare the space in `hyperparameters`",
+            )
+
+
 def is_diverged(trial):
     """Whether a trial ended because its training diverged."""
     return DIVERGED_KEY in trial.hyperparameters.values
@@ -146,6 +170,7 @@ class CoarseToFineOracle(keras_tuner.Oracle):
         _validate_top_k(top_k)
         _validate_margin(margin)
         _validate_seed(seed)
+        _validate_space(hyperparameters, allow_new_entries, tune_new_entries)
         super().__init__(
             objective=objective,
             max_trials=sum(trials for trials, _ in stages),
