@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from kerasreg import Ensemble
+from kerasreg import MCDropout
 from kerasreg import SnapshotEnsemble
+from kerasreg.calibration import TemperatureScaling
 from kerasreg.ensembles.combine import probability_tolerance
 from kerasreg.ensembles.combine import raise_if_logits
 from kerasreg.ensembles.combine import VOTE_NUDGE
@@ -199,6 +201,51 @@ def test_members_with_the_same_name_round_trip(tmp_path):
     )
 
 
+def _run(model, x):
+    """A direct call (no compiled predict loop: faster here), as numpy."""
+    return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
+
+
+# Members sharing one model `m`: Keras saves its weights once.
+SHARED_MODEL_MEMBERS = {
+    "wrapped_then_plain": lambda m: [TemperatureScaling(m, 2.0), m],
+    "two_wrappers": lambda m: [TemperatureScaling(m, 2.0), TemperatureScaling(m, 3.0)],
+    "mc_dropout_then_plain": lambda m: [MCDropout(m, n_samples=2), m],
+    "plain_twice": lambda m: [m, m],
+    "plain_then_wrapped": lambda m: [m, TemperatureScaling(m, 2.0)],
+}
+
+
+@pytest.mark.parametrize("case", list(SHARED_MODEL_MEMBERS))
+def test_members_sharing_a_model_save_and_load(tmp_path, case):
+    m = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(6, activation="relu"),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    ens = Ensemble(SHARED_MODEL_MEMBERS[case](m))
+    ens.save(tmp_path / "shared.keras")
+    loaded = keras.saving.load_model(tmp_path / "shared.keras")
+
+    def inner(member):  # the model a wrapper wraps
+        return getattr(member, "model", member)
+
+    # One model again, shared by both members, holding m's weights.
+    shared = inner(loaded.members[0])
+    assert shared is inner(loaded.members[1])
+    for a, b in zip(shared.get_weights(), m.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Each member predicts as before (an MCDropout: its model's pass).
+    x = _x()
+    for before, after in zip(ens.members, loaded.members, strict=True):
+        if isinstance(before, MCDropout):
+            before, after = before.model, after.model
+        np.testing.assert_allclose(_run(after, x), _run(before, x), atol=1e-7)
+
+
 @pytest.mark.parametrize(
     "kwargs, argument",
     [
@@ -392,19 +439,16 @@ def test_softmax_members_accepted_under_mixed_precision(mixed_policy):
     x = _x(40, features=6)
     ens = Ensemble(members)
 
-    def run(model):  # a direct call: no compiled predict loop (faster here)
-        return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
-
-    out = run(ens)
+    out = _run(ens, x)
     expected = np.mean([_softmax(f(x.astype(np.float64))) for _, f in pairs], axis=0)
     # Half-precision matmul and softmax: a few roundoffs of the dtype.
     atol = 3e-2 if mixed_policy == "mixed_bfloat16" else 4e-3
     np.testing.assert_allclose(out.astype(np.float64), expected, atol=atol)
     # The vote's tie-break nudge (1e-5) survives: the ensemble combines in
     # float32, not in the members' half precision.
-    vote = run(Ensemble(members, combine="vote"))
+    vote = _run(Ensemble(members, combine="vote"), x)
     assert vote.dtype == np.float32
-    mp = np.stack([run(m).astype(np.float64) for m in members])  # (3, 40, 10)
+    mp = np.stack([_run(m, x).astype(np.float64) for m in members])  # (3, 40, 10)
     shares = np.eye(10)[mp.argmax(-1)].mean(0)
     tied = shares >= shares.max(-1, keepdims=True) - 1e-6
     assert np.any(tied.sum(-1) > 1)  # some rows are ties

@@ -75,8 +75,50 @@ def check_probability_outputs(model, index, from_logits, argument="members"):
         check_probabilities(model, who, argument)
 
 
+def _repeated_layers(models):
+    """The layers reached more than once from `models` (a list), through
+    `Model.layers`, in the order first reached.
+
+    The layers of a graph (`keras.Sequential`, a functional model) are not
+    walked: its config addresses them by their nodes, and on loading it
+    cannot take in a layer that already exists.
+    """
+    counts = {}
+    layers = []
+
+    def visit(layer):
+        if id(layer) in counts:
+            counts[id(layer)] += 1
+            return
+        counts[id(layer)] = 1
+        layers.append(layer)
+        graph = isinstance(layer, (keras.Sequential, keras.Function))
+        if isinstance(layer, keras.Model) and not graph:
+            for sublayer in layer.layers:
+                visit(sublayer)
+
+    for model in models:
+        visit(model)
+    return [layer for layer in layers if counts[id(layer)] > 1]
+
+
 def serialize_models(models):
-    """The configs of `models` (a list), for a `get_config`."""
+    """The configs of `models` (a list), for a `get_config`.
+
+    Models may share a model: `[TemperatureScaling(m), m]`,
+    `[MCDropout(m), m]`, two wrappers of `m`. Inside `model.save`, Keras
+    marks the repeated serializations of an object, and the first one, as
+    shared (`shared_object_id`), so that `load_model` rebuilds one object,
+    which loads the weights saved once; but a wrapper copies its inner
+    model's config into its own as soon as it is serialized, so a first
+    serialization inside a wrapper keeps no mark, and the file would load
+    two objects, one of them without weights. Each repeated layer is
+    therefore serialized once ahead, that config discarded: each one kept
+    is a repeat, marked when made. (Outside `model.save`, where nothing is
+    marked, this costs one more serialization of each repeated layer.)
+    """
+    for layer in _repeated_layers(models):
+        keras.saving.serialize_keras_object(layer)
     return [keras.saving.serialize_keras_object(m) for m in models]
 
 
