@@ -81,3 +81,18 @@ def tile_batch(x, n):
         return ops.tile(t, (n,) + (1,) * (len(t.shape) - 1))
 
     return _masked_op(tile, x, tile)
+
+
+def mean_of_passes(x, n):
+    """The mean of `n` passes stacked along the batch axis (as `tile_batch`
+    makes them): `(n * B, ...)` to `(B, ...)`; the mask is the OR of the
+    passes' masks (as `keras.layers.Average` merges masks)."""
+
+    def passes(t):
+        return ops.reshape(t, (n, -1) + tuple(ops.shape(t)[1:]))
+
+    return _masked_op(
+        lambda t: ops.mean(passes(t), axis=0),
+        x,
+        lambda m: ops.any(passes(m), axis=0),
+    )

@@ -9,6 +9,7 @@ from kerasreg import MCDropout
 
 RATE = 0.5
 BN_EPS = 1e-3
+STEPS = 3  # time steps of the recurrent models
 
 
 def _softmax(z):
@@ -53,12 +54,12 @@ def _all_mask_outputs(x, w):
     return outs, masks
 
 
-def _layers(w, dropout):
+def _layers():
     return [
         keras.layers.Dense(4),
         keras.layers.BatchNormalization(epsilon=BN_EPS),
         keras.layers.ReLU(),
-        dropout,
+        keras.layers.Dropout(RATE),
         keras.layers.Dense(3, activation="softmax"),
     ]
 
@@ -69,28 +70,12 @@ def _set(layers, w):
     layers[4].set_weights([w["w2"], w["b2"]])
 
 
-def _sequential(w, dropout=None):
-    layers = _layers(w, dropout or keras.layers.Dropout(RATE))
-    model = keras.Sequential([keras.Input((3,))] + layers)
-    _set(layers, w)
-    return model
+class LayerStack(keras.Model):
+    """A subclassed model calling `layers` in turn."""
 
-
-def _functional(w, dropout=None):
-    layers = _layers(w, dropout or keras.layers.Dropout(RATE))
-    inp = keras.Input((3,))
-    h = inp
-    for layer in layers:
-        h = layer(h)
-    model = keras.Model(inp, h)
-    _set(layers, w)
-    return model
-
-
-class SubclassedNet(keras.Model):
-    def __init__(self, w):
+    def __init__(self, layers):
         super().__init__()
-        self.stack = _layers(w, keras.layers.Dropout(RATE))
+        self.stack = layers
 
     def call(self, x, training=None):
         for layer in self.stack:
@@ -98,10 +83,25 @@ class SubclassedNet(keras.Model):
         return x
 
 
-def _subclassed(w):
-    model = SubclassedNet(w)
-    model(np.zeros((1, 3), dtype="float32"))
-    _set(model.stack, w)
+def _build(mode, layers, example):
+    """`layers` in a model of kind `mode`, built on `example`'s row shape."""
+    if mode == "tiled":
+        model = LayerStack(layers)
+        model(example)
+        return model
+    inp = keras.Input(example.shape[1:], dtype=str(example.dtype))
+    if mode == "sequential":
+        return keras.Sequential([inp] + layers)
+    h = inp
+    for layer in layers:
+        h = layer(h)
+    return keras.Model(inp, h)
+
+
+def _model(mode, w):
+    layers = _layers()
+    model = _build(mode, layers, np.zeros((1, 3), dtype="float32"))
+    _set(layers, w)
     return model
 
 
@@ -109,17 +109,13 @@ def _x(n=6, seed=1):
     return np.random.default_rng(seed).uniform(size=(n, 3)).astype("float32")
 
 
-BUILDERS = {
-    "sequential": _sequential,
-    "functional": _functional,
-    "tiled": _subclassed,
-}
+MODES = ("functional", "sequential", "tiled")
 
 
-@pytest.mark.parametrize("mode", sorted(BUILDERS))
+@pytest.mark.parametrize("mode", MODES)
 def test_samples_are_thinned_networks_and_predict_is_their_mean(mode):
     w = _weights()
-    model = BUILDERS[mode](w)
+    model = _model(mode, w)
     x = _x()
     before = model.predict(x, verbose=0)
     mc = MCDropout(model, n_samples=64)
@@ -156,8 +152,8 @@ def test_split_and_tiled_paths_have_the_same_distribution():
     x = _x(4)
     outs, _ = _all_mask_outputs(x, w)
     exact = outs.mean(axis=0)  # every mask equally likely at rate 0.5
-    split = MCDropout(_functional(w), n_samples=2000)
-    tiled = MCDropout(_functional(w), n_samples=2000)
+    split = MCDropout(_model("functional", w), n_samples=2000)
+    tiled = MCDropout(_model("functional", w), n_samples=2000)
     tiled._plan.mode = "tiled"
     assert split._plan.mode == "functional"
     a = split.sample_predictions(x, batch_size=4)
@@ -178,8 +174,15 @@ def test_split_graph_runs_the_prefix_once_and_tiles_side_branches():
     model = keras.Model(inp, out)
     mc = MCDropout(model, n_samples=7)
     graph = mc._plan.graph
-    tiles = [op for op in graph.operations if type(op).__name__ == "Tile"]
-    assert len(tiles) == 2  # before the dropout, and on the skip branch
+    # The graph runs the model's layers, each once, a new input and two
+    # tiles: before the dropout, and on the skip branch.
+    added = [op for op in graph.operations if op not in model.operations]
+    assert len(graph.operations) == len(model.operations) + 2
+    assert sorted(type(op).__name__ for op in added) == [
+        "InputLayer",
+        "Lambda",
+        "Lambda",
+    ]
     x = np.random.default_rng(0).normal(size=(9, 5)).astype("float32")
     samples = mc.sample_predictions(x)
     assert samples.shape == (7, 9, 2)
@@ -213,7 +216,7 @@ def test_nested_block_and_kerasreg_mc_dropout():
 
 def test_evaluate_after_compile():
     w = _weights()
-    mc = MCDropout(_sequential(w), n_samples=8)
+    mc = MCDropout(_model("sequential", w), n_samples=8)
     mc.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x = _x(12)
     y = np.arange(12) % 3
@@ -269,7 +272,7 @@ def test_sigmoid_output_keeps_one_column():
 
 def test_keras_round_trip(tmp_path):
     w = _weights()
-    mc = MCDropout(_functional(w), n_samples=9)
+    mc = MCDropout(_model("functional", w), n_samples=9)
     x = _x(5)
     path = tmp_path / "mc.keras"
     mc.save(path)
@@ -292,7 +295,7 @@ def test_keras_round_trip(tmp_path):
 @pytest.mark.parametrize("n_samples", [0, -3, 2.5, True, "10"])
 def test_bad_n_samples(n_samples):
     with pytest.raises(ValueError, match="argument `n_samples`"):
-        MCDropout(_sequential(_weights()), n_samples=n_samples)
+        MCDropout(_model("sequential", _weights()), n_samples=n_samples)
 
 
 def test_no_dropout_layer_and_not_a_model():
@@ -301,6 +304,15 @@ def test_no_dropout_layer_and_not_a_model():
     )
     with pytest.raises(ValueError, match="no dropout layer"):
         MCDropout(model)
+    recurrent = keras.Sequential(
+        [
+            keras.Input((STEPS, 3)),
+            keras.layers.LSTM(2),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    with pytest.raises(ValueError, match="`recurrent_dropout`.*no dropout layer"):
+        MCDropout(recurrent)
     with pytest.raises(ValueError, match="argument `model`"):
         MCDropout(keras.layers.Dropout(0.5))
     inp = keras.Input((3,))
@@ -308,3 +320,236 @@ def test_no_dropout_layer_and_not_a_model():
     two = keras.Model(inp, [keras.layers.Softmax()(h), keras.layers.Softmax()(h)])
     with pytest.raises(ValueError, match="with one output"):
         MCDropout(two)
+
+
+# ------------------------------------------------------------- Keras masks
+
+
+def _padded_tokens(n=8, steps=5, vocab=6, seed=0):
+    """Right-padded token ids (0 = padding), every row at least one token."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, vocab, size=(n, steps))
+    for row, length in zip(x, rng.integers(1, steps + 1, size=n), strict=True):
+        row[length:] = 0
+    return x
+
+
+def _masked_layers():
+    """The dropout (rate ~0) sits between the mask's source and the LSTM
+    that reads it: the batch is tiled there, and the mask must follow."""
+    init = keras.initializers.RandomNormal(stddev=1.5, seed=3)
+    return [
+        keras.layers.Embedding(6, 4, mask_zero=True, embeddings_initializer=init),
+        keras.layers.Dropout(1e-7),
+        keras.layers.LSTM(5, return_sequences=True, kernel_initializer=init),
+        keras.layers.Dense(3, activation="softmax", kernel_initializer=init),
+    ]
+
+
+def _masked_model(mode):
+    return _build(mode, _masked_layers(), np.ones((1, 5), dtype="int32"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_masked_passes_equal_predict_without_dropout(mode):
+    model = _masked_model(mode)
+    x = _padded_tokens()
+    p = model.predict(x, verbose=0)
+    lengths = (x != 0).sum(axis=1)
+    # Keras' masked LSTM repeats its last real output over the padding.
+    for row, length in enumerate(lengths):
+        last = p[row, length - 1]
+        np.testing.assert_allclose(
+            p[row, length:], np.broadcast_to(last, (5 - length, 3)), atol=1e-6
+        )
+    mc = MCDropout(model, n_samples=3)
+    assert mc._plan.mode == mode
+    samples = mc.sample_predictions(x)
+    np.testing.assert_allclose(samples, np.stack([p] * 3), atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_masked_evaluate_leaves_the_padding_out(mode):
+    model = _masked_model(mode)
+    x = _padded_tokens()
+    y = np.random.default_rng(1).integers(0, 3, size=x.shape)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    mc = MCDropout(model, n_samples=3)
+    mc.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    p = model.predict(x, verbose=0)
+    keep = x != 0
+    nll = -np.log(np.take_along_axis(p, y[..., None], axis=-1)[..., 0])
+    expected = [nll[keep].mean(), (p.argmax(-1) == y)[keep].mean()]
+    got = mc.evaluate(x, y, batch_size=8, verbose=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    keras_got = model.evaluate(x, y, batch_size=8, verbose=0)
+    np.testing.assert_allclose(got, keras_got, rtol=1e-5)
+
+
+# --------------------------------------------------------- recurrent dropout
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _numpy_lstm(x, kernel, recurrent, bias, input_masks, recurrent_masks):
+    """Keras' LSTM (gates i, f, c, o) with one dropout mask per gate, the
+    same at every step: `input_masks` (4, features), `recurrent_masks`
+    (4, units), already scaled by 1 / (1 - rate). Returns the last output."""
+    units = recurrent.shape[0]
+    h = np.zeros((x.shape[0], units))
+    c = np.zeros((x.shape[0], units))
+    for t in range(x.shape[1]):
+        z = [
+            (x[:, t] * input_masks[k]) @ kernel[:, k * units : (k + 1) * units]
+            + (h * recurrent_masks[k]) @ recurrent[:, k * units : (k + 1) * units]
+            + bias[k * units : (k + 1) * units]
+            for k in range(4)
+        ]
+        c = _sigmoid(z[1]) * c + _sigmoid(z[0]) * np.tanh(z[2])
+        h = _sigmoid(z[3]) * np.tanh(c)
+    return h
+
+
+# dropout: one input mask shared by the 4 gates (Keras' implementation 2),
+# 2 features; recurrent_dropout: one mask per gate, 1 unit.
+RNN_CASES = {
+    "dropout": dict(units=2, dropout=RATE),
+    "recurrent_dropout": dict(units=1, recurrent_dropout=RATE),
+}
+
+
+def _rnn_layers(case):
+    return [
+        keras.layers.Dense(2),
+        keras.layers.BatchNormalization(epsilon=BN_EPS),
+        keras.layers.LSTM(**RNN_CASES[case]),
+        keras.layers.Dense(3, activation="softmax"),
+    ]
+
+
+def _rnn_weights(case, seed=0):
+    rng = np.random.default_rng(seed)
+    units = RNN_CASES[case]["units"]
+    return [
+        [rng.normal(size=(3, 2)), rng.normal(size=(2,))],
+        [
+            rng.uniform(0.5, 1.5, size=(2,)),
+            rng.normal(size=(2,)),
+            rng.normal(size=(2,)),
+            rng.uniform(0.5, 2.0, size=(2,)),
+        ],
+        [
+            rng.normal(scale=2.0, size=(2, 4 * units)),
+            rng.normal(scale=2.0, size=(units, 4 * units)),
+            rng.normal(size=(4 * units,)),
+        ],
+        [rng.normal(scale=2.0, size=(units, 3)), rng.normal(size=(3,))],
+    ]
+
+
+def _rnn_model(case, mode):
+    layers = _rnn_layers(case)
+    model = _build(mode, layers, np.zeros((1, STEPS, 3), dtype="float32"))
+    w = _rnn_weights(case)
+    for layer, weights in zip(layers, w, strict=True):
+        layer.set_weights([np.asarray(v, dtype="float32") for v in weights])
+    return model, w
+
+
+def _numpy_rnn_model(x, w, input_masks, recurrent_masks):
+    """The model of `_rnn_layers`, BatchNorm with its moving statistics."""
+    (w1, b1), (gamma, beta, mean, var), (kernel, recurrent, bias), (w2, b2) = w
+    h = x @ w1 + b1
+    h = (h - mean) / np.sqrt(var + BN_EPS) * gamma + beta
+    h = _numpy_lstm(h, kernel, recurrent, bias, input_masks, recurrent_masks)
+    return _softmax(h @ w2 + b2)
+
+
+def _numpy_rnn_outputs(case, x, w):
+    """The output of every thinned network, (masks, N, classes), and the
+    units each mask keeps, (masks, bits)."""
+    units = RNN_CASES[case]["units"]
+    scale = 1.0 / (1.0 - RATE)
+    if case == "dropout":
+        bits = np.array(list(itertools.product([0.0, 1.0], repeat=2)))
+        masks = [(np.tile(b * scale, (4, 1)), np.ones((4, units))) for b in bits]
+    else:
+        bits = np.array(list(itertools.product([0.0, 1.0], repeat=4 * units)))
+        masks = [(np.ones((4, 2)), (b * scale).reshape(4, units)) for b in bits]
+    return np.stack([_numpy_rnn_model(x, w, *m) for m in masks]), bits
+
+
+@pytest.mark.parametrize(
+    "case, mode",
+    [
+        ("dropout", "sequential"),
+        ("recurrent_dropout", "functional"),
+        ("dropout", "tiled"),
+    ],
+)
+def test_lstm_dropout_samples_are_thinned_networks(case, mode):
+    model, w = _rnn_model(case, mode)
+    x = np.random.default_rng(1).normal(size=(4, STEPS, 3)).astype("float32")
+    units = RNN_CASES[case]["units"]
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0),
+        _numpy_rnn_model(x, w, np.ones((4, 2)), np.ones((4, units))),
+        atol=1e-5,
+    )
+    mc = MCDropout(model, n_samples=100)
+    assert mc._plan.mode == mode
+    assert [type(layer).__name__ for layer in mc._plan.dropouts] == ["LSTM"]
+    seed = mc._plan.dropouts[0].cell.seed_generator
+    state = keras.ops.convert_to_numpy(seed.state)
+    samples = mc.sample_predictions(x, batch_size=4)
+    assert samples.shape == (100, 4, 3)
+    # Each (pass, row) is the output of one thinned LSTM (one mask for all
+    # steps), BatchNorm with its moving statistics.
+    outs, bits = _numpy_rnn_outputs(case, x, w)
+    dist = np.abs(samples[:, None] - outs[None]).max(axis=-1)  # (S, M, N)
+    assert np.all(dist.min(axis=1) < 1e-4)
+    best = dist.argmin(axis=1)
+    assert abs(bits[best].mean() - (1 - RATE)) < 0.06
+    assert len(np.unique(best)) > len(bits) // 2
+    seed.state.assign(state)
+    mean = mc.predict(x, batch_size=4, verbose=0)
+    np.testing.assert_allclose(mean, samples.mean(axis=0), atol=1e-6)
+
+
+RECURRENT = {
+    "gru": lambda: keras.layers.GRU(4, dropout=0.3, recurrent_dropout=0.5),
+    "simple_rnn": lambda: keras.layers.SimpleRNN(4, recurrent_dropout=0.5),
+    "bidirectional": lambda: keras.layers.Bidirectional(
+        keras.layers.LSTM(4, dropout=0.5)
+    ),
+    "stacked_cells": lambda: keras.layers.RNN(
+        [keras.layers.LSTMCell(4), keras.layers.GRUCell(4, dropout=0.5)]
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RECURRENT))
+def test_recurrent_layers_with_dropout_are_sampled(kind):
+    rnn = RECURRENT[kind]()
+    model = keras.Sequential(
+        [
+            keras.Input((STEPS, 3)),
+            rnn,
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    mc = MCDropout(model, n_samples=8)
+    expected = (
+        {rnn.forward_layer.name, rnn.backward_layer.name}
+        if kind == "bidirectional"
+        else {rnn.name}
+    )
+    assert {layer.name for layer in mc._plan.dropouts} == expected
+    x = np.random.default_rng(0).normal(size=(5, STEPS, 3)).astype("float32")
+    samples = mc.sample_predictions(x)
+    assert samples.shape == (8, 5, 3)
+    np.testing.assert_allclose(samples.sum(-1), 1.0, atol=1e-5)
+    # The passes differ: each draws its own masks.
+    assert np.abs(samples - samples[:1]).max() > 1e-3

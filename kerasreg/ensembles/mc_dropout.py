@@ -3,12 +3,19 @@
 Design notes
 ------------
 * Dropout on, everything else in inference mode: while `MCDropout` traces
-  its forward pass, every dropout layer of the wrapped model (found through
-  `Model.layers`, recursively) has its `call` replaced, on the instance and
-  for the duration of the trace only, by one that passes `training=True`;
-  the model itself is run with `training=False`, so BatchNormalization uses
-  its moving statistics. The compiled function keeps the dropout ops; the
-  model is left untouched afterwards.
+  its forward pass, every dropout layer of the wrapped model and every
+  recurrent layer whose cells have `dropout` or `recurrent_dropout` (found
+  among all the layers it tracks, at any depth: inside nested models,
+  `Bidirectional` and custom layers too) has its `call` replaced, on the
+  instance and for the duration of the trace only, by one that passes
+  `training=True` (a recurrent layer hands it to its cells, which then draw
+  their masks); the model itself is run with `training=False`, so
+  BatchNormalization uses its moving statistics. The compiled function
+  keeps the dropout ops; the model is left untouched afterwards.
+* Keras masks (`Embedding(mask_zero=True)`, `Masking`) follow the batch:
+  the tiling and the mean over the passes run through `kerasreg._masks`, so
+  the layers after the tiling read the mask and `evaluate`'s loss and
+  metrics leave the padded steps out, as for the wrapped model.
 * One call, `n_samples` passes: the batch is tiled `n_samples` times along
   the batch axis, so that every pass draws its own dropout mask in a single
   dropout call, and the result is reshaped to `(n_samples, batch, ...)`.
@@ -17,7 +24,8 @@ Design notes
   hide. The layers that do not depend on any dropout output give the same
   result in every pass, so they run once and the batch is tiled right
   before the first layer that does. For a `Sequential` model this is the
-  first dropout layer in `model.layers`; for a functional model the
+  first layer in `model.layers` that is or holds a sampled layer; for a
+  functional model the
   forward graph is rebuilt once (`keras.models.clone_model` with the same
   layers and a `call_function`) with the tiling inserted on every tensor
   that enters the dropout-dependent sub-graph. Models that cannot be split
@@ -31,13 +39,17 @@ from keras import ops
 
 from kerasreg import _checks
 from kerasreg import _compat
+from kerasreg import _masks
 from kerasreg._registry import register
 from kerasreg._wrapper import ModelWrapper
 from kerasreg.ensembles.combine import check_probabilities
 from kerasreg.ensembles.ensemble import stacked_predict
 
-# The layers kept active: Keras' Dropout and its subclasses (kerasreg's
-# Dropout, SpatialDropout1D/2D/3D) and Keras' other dropout layers.
+# The dropout layers kept active: Keras' Dropout and its subclasses
+# (kerasreg's Dropout, SpatialDropout1D/2D/3D) and Keras' other dropout
+# layers. Recurrent layers (`keras.layers.RNN`: LSTM, GRU, SimpleRNN,
+# ConvLSTM, also inside `Bidirectional`) are kept active when one of their
+# cells has `dropout` or `recurrent_dropout`.
 DROPOUT_TYPES = (
     keras.layers.Dropout,
     keras.layers.GaussianDropout,
@@ -45,28 +57,30 @@ DROPOUT_TYPES = (
 )
 
 
-def _sublayers(layer):
-    """The layers nested in `layer` (through `Model.layers`), recursively."""
-    found = []
-    for sub in getattr(layer, "layers", None) or []:
-        found.append(sub)
-        found.extend(_sublayers(sub))
+def _cells(cell):
+    """`cell` and the cells it stacks (`keras.layers.StackedRNNCells`)."""
+    found = [cell]
+    for sub in getattr(cell, "cells", None) or []:
+        found.extend(_cells(sub))
     return found
 
 
-def _dropout_layers(model):
-    layers, seen = [], set()
-    for layer in [model] + _sublayers(model):
-        if isinstance(layer, DROPOUT_TYPES) and id(layer) not in seen:
-            seen.add(id(layer))
-            layers.append(layer)
-    return layers
-
-
-def _has_dropout(layer):
-    return isinstance(layer, DROPOUT_TYPES) or any(
-        isinstance(s, DROPOUT_TYPES) for s in _sublayers(layer)
+def _is_sampled(layer):
+    """Whether `layer` draws dropout noise of its own when training."""
+    if isinstance(layer, DROPOUT_TYPES):
+        return True
+    return isinstance(layer, keras.layers.RNN) and any(
+        getattr(c, "dropout", 0) or getattr(c, "recurrent_dropout", 0)
+        for c in _cells(layer.cell)
     )
+
+
+def _sampled_layers(layer):
+    """The layers in `layer` (itself included, at any depth) that
+    `MCDropout` keeps active; none for an op that is not a layer."""
+    if not isinstance(layer, keras.layers.Layer):
+        return []
+    return [s for s in _compat.sublayers(layer) if _is_sampled(s)]
 
 
 def _dropout_active(layers):
@@ -75,22 +89,19 @@ def _dropout_active(layers):
     def active_call(layer):
         method = type(layer).call
 
-        def call(inputs, training=None, **kwargs):
-            return method(layer, inputs, training=True, **kwargs)
+        def call(*args, training=None, **kwargs):
+            return method(layer, *args, training=True, **kwargs)
 
         return call
 
     return _compat.replaced_calls(layers, active_call)
 
 
-def _tile(x, n):
-    """`n` copies of `x` stacked along the batch axis: (n * B, ...)."""
-    return ops.tile(x, (n,) + (1,) * (len(x.shape) - 1))
-
-
 def _tile_structure(inputs, n):
+    """Each tensor of `inputs` tiled `n` times along the batch axis, its
+    Keras mask too."""
     return keras.tree.map_structure(
-        lambda t: _tile(ops.convert_to_tensor(t), n), inputs
+        lambda t: _masks.tile_batch(ops.convert_to_tensor(t), n), inputs
     )
 
 
@@ -102,7 +113,7 @@ def _split_functional(model, n):
 
     def tile_if_needed(t):
         if isinstance(t, keras.KerasTensor) and id(t) not in tiled:
-            t = _tile(t, n)
+            t = _masks.tile_batch(t, n)
             tiled[id(t)] = t
         return t
 
@@ -112,7 +123,7 @@ def _split_functional(model, n):
             for t in keras.tree.flatten((args, kwargs))
             if isinstance(t, keras.KerasTensor)
         ]
-        if not (_has_dropout(layer) or any(id(t) in tiled for t in tensors)):
+        if not (_sampled_layers(layer) or any(id(t) in tiled for t in tensors)):
             return layer(*args, **kwargs)
         args, kwargs = keras.tree.map_structure(tile_if_needed, (args, kwargs))
         outputs = layer(*args, **kwargs)
@@ -146,15 +157,21 @@ class MCDropout(ModelWrapper, keras.Model):
     compiled call and returns their mean probabilities. In those passes the
     dropout layers (`keras.layers.Dropout` and its subclasses, such as
     `kerasreg.Dropout` and `SpatialDropout2D`, `GaussianDropout` and
-    `AlphaDropout`) drop, each pass with its own masks, while every other
-    layer runs in inference mode (BatchNormalization uses its moving
-    statistics), whether or not the dropout layers were built with
-    `mc=True`. For `Sequential` and functional models the layers before the
-    first dropout, which give the same result in every pass, run once; only
-    the rest runs `n_samples` times.
+    `AlphaDropout`) and the `dropout` / `recurrent_dropout` of recurrent
+    layers (`LSTM`, `GRU`, `SimpleRNN`, `ConvLSTM2D`, `keras.layers.RNN`
+    cells, also inside `Bidirectional`) drop, each pass with its own masks,
+    while every other layer runs in inference mode (BatchNormalization uses
+    its moving statistics), whether or not the dropout layers were built
+    with `mc=True`. Noise that a custom layer draws itself (not through one
+    of these layers) stays off. For `Sequential` and functional models the
+    layers before the first dropout, which give the same result in every
+    pass, run once; only the rest runs `n_samples` times. The model's Keras
+    mask (`Embedding(mask_zero=True)`, `Masking`) is carried through the
+    passes and onto the mean, so `evaluate` leaves padded steps out.
 
     Args:
-        model: A trained Keras model with at least one dropout layer, ending
+        model: A trained Keras model with at least one dropout layer (or
+            recurrent layer with `dropout` or `recurrent_dropout`), ending
             in a softmax (or a sigmoid for one output column), or in logits
             with `from_logits=True`.
         n_samples: Integer >= 1, the number of stochastic passes. Defaults
@@ -207,13 +224,15 @@ class MCDropout(ModelWrapper, keras.Model):
                 f"model with one output. Received: model='{model.name}' with "
                 f"{len(outputs)} outputs"
             )
-        dropouts = _dropout_layers(model)
+        dropouts = _sampled_layers(model)
         if not dropouts:
             raise ValueError(
                 "Invalid value received for argument `model`. Expected a "
                 "model with at least one dropout layer (keras.layers.Dropout, "
-                "kerasreg.Dropout, ...): without one every pass is the same. "
-                f"Received: model='{model.name}' with no dropout layer"
+                "kerasreg.Dropout, ...) or recurrent layer with `dropout` or "
+                "`recurrent_dropout` (keras.layers.LSTM, ...): without one "
+                "every pass is the same. Received: model="
+                f"'{model.name}' with no dropout layer"
             )
         if not from_logits:
             check_probabilities(model, f"model '{model.name}'", "model")
@@ -249,25 +268,30 @@ class MCDropout(ModelWrapper, keras.Model):
         if mode == "sequential":
             x, tiled = inputs, False
             for layer in self.model.layers:
-                if not tiled and _has_dropout(layer):
+                if not tiled and _sampled_layers(layer):
                     x, tiled = _tile_structure(x, n), True
                 x = layer(x, training=False)
             return x if tiled else _tile_structure(x, n)
         return self.model(_tile_structure(inputs, n), training=False)
 
-    def _sample_probabilities(self, inputs):
-        """Per-pass probabilities, shape `(n_samples, batch, ...)`."""
+    def _passes(self, inputs):
+        """The per-pass probabilities, stacked along the batch axis
+        `(n_samples * batch, ...)`, with the model's output mask."""
         with _dropout_active(self._plan.dropouts):
             out = self._forward(inputs)
-        out = ops.reshape(out, (self.n_samples, -1) + tuple(out.shape[1:]))
-        if self.from_logits:
-            if out.shape[-1] == 1:
-                return ops.sigmoid(out)
-            return ops.softmax(out, axis=-1)
-        return out
+        if not self.from_logits:
+            return out
+        if out.shape[-1] == 1:
+            return _masks.carry_mask(ops.sigmoid(out), out)
+        return _masks.carry_mask(ops.softmax(out, axis=-1), out)
+
+    def _sample_probabilities(self, inputs):
+        """Per-pass probabilities, shape `(n_samples, batch, ...)`."""
+        out = self._passes(inputs)
+        return ops.reshape(out, (self.n_samples, -1) + tuple(ops.shape(out)[1:]))
 
     def call(self, inputs, training=None):
-        return ops.mean(self._sample_probabilities(inputs), axis=0)
+        return _masks.mean_of_passes(self._passes(inputs), self.n_samples)
 
     def sample_predictions(self, x, batch_size=None, verbose=0):
         """The probabilities of each stochastic pass, in one fused call.
