@@ -2,6 +2,7 @@
 
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -751,3 +752,62 @@ def test_subclassed_model_without_training_argument():
     averaged = se.averaged(x)
     for got, *each in zip(_floats(averaged), *[_floats(m) for m in members]):
         np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-6, atol=1e-7)
+
+
+def _stops_after_two_epochs():
+    # A `min_delta` larger than any loss: epoch 1 improves on the initial
+    # +inf, epoch 2 does not, and `patience=0` stops the fit there.
+    return keras.callbacks.EarlyStopping("loss", min_delta=1e9, patience=0)
+
+
+def _our_warnings(caught):
+    return [w for w in caught if "SnapshotEnsemble" in str(w.message)]
+
+
+def test_early_stopped_fit_warns_with_the_snapshot_counts():
+    # 16 rows in batches of 4, 4 epochs: 16 steps, 4 cycles ending at steps
+    # 3, 7, 11, 15. Stopped after epoch 2 (8 steps): snapshots 1 and 2 only.
+    x, y = _data(n=16)
+    se = SnapshotEnsemble(_mlp(), n_snapshots=4, initial_learning_rate=0.1)
+    se.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = se.fit(x, y, epochs=4, batch_size=4, verbose=0,
+                         callbacks=[_stops_after_two_epochs()])
+    assert len(history.history["loss"]) == 2
+    assert se.snapshot_steps == [3, 7]
+    [warning] = _our_warnings(caught)
+    assert warning.category is UserWarning
+    assert str(warning.message).startswith(
+        "SnapshotEnsemble 'snapshot_ensemble': fit stopped after 8 of its 16 "
+        "steps, before the end of the last cycle: only 2 of the "
+        "n_snapshots=4 snapshots were taken."
+    )
+    assert warning.filename == __file__  # points at the call of `fit`
+
+
+def test_full_continued_and_resumed_fits_do_not_warn(tmp_path):
+    x, y = _data(n=16)
+    se = SnapshotEnsemble(_mlp(), n_snapshots=4, initial_learning_rate=0.1)
+    se.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    fit = dict(batch_size=4, shuffle=False, verbose=0)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("interrupted")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        se.fit(x, y, epochs=4, **fit)
+        assert se.snapshot_steps == [3, 7, 11, 15]
+        # The usual continuation: a new run of 2 * 4 steps, 4 cycles of 2.
+        se.fit(x, y, epochs=6, initial_epoch=4, **fit)
+        assert se.snapshot_steps == [1, 3, 5, 7]
+        with pytest.raises(RuntimeError, match="interrupted"):
+            se.fit(x, y, epochs=4, callbacks=[backup, Interrupt()], **fit)
+        # Resumed at epoch 2: the run of 16 steps, finished.
+        se.fit(x, y, epochs=4, callbacks=[backup], **fit)
+        assert se.snapshot_steps == [3, 7, 11, 15]
+    assert _our_warnings(caught) == []

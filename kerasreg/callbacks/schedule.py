@@ -131,6 +131,8 @@ class ScheduleCallback(keras.callbacks.Callback):
     ```
     """
 
+    _log_name = "ScheduleCallback"  # names this callback in its messages
+
     def __init__(self, schedule, unit="epoch", verbose=0):
         super().__init__()
         # The model given to `set_model` (`self.model` syncs the jax
@@ -402,9 +404,11 @@ class ScheduleCallback(keras.callbacks.Callback):
             self._epoch_first = iterations
             value = self._fill(iterations)
         if self.verbose > 0:
-            keras.utils.io_utils.print_msg(
-                f"\nEpoch {epoch + 1}: ScheduleCallback setting learning rate "
-                f"to {value:.6g} (t={t})."
+            # As `keras.callbacks.LearningRateScheduler` words it.
+            print(
+                f"\nEpoch {epoch + 1}: {self._log_name} setting learning rate "
+                f"to {value:.6g} (t={t}).",
+                flush=True,
             )
 
     def on_train_batch_begin(self, batch, logs=None):

@@ -493,6 +493,8 @@ class SnapshotCallback(ScheduleCallback):
     ```
     """
 
+    _log_name = "SnapshotCallback"
+
     def __init__(
         self,
         n_snapshots,
@@ -806,9 +808,10 @@ class SnapshotCallback(ScheduleCallback):
     def _announce(self):
         steps = self._store.steps
         for i in range(self._announced, len(steps)):
-            keras.utils.io_utils.print_msg(
-                f"\nSnapshotCallback: snapshot {i + 1} taken after step "
-                f"{steps[i]}."
+            print(
+                f"\n{self._log_name}: snapshot {i + 1} taken after step "
+                f"{steps[i]}.",
+                flush=True,
             )
         self._announced = len(steps)
 

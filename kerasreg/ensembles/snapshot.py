@@ -27,6 +27,7 @@ Design notes
 """
 
 import types
+import warnings
 
 import keras
 import numpy as np
@@ -138,6 +139,10 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
       the rate starting again from `initial_learning_rate` (never above
       it), and its snapshots replace the previous ones (see
       `kerasreg.callbacks.SnapshotCallback`).
+    - The cycles are laid over all the epochs given to `fit`: a `fit`
+      stopped before the last cycle ends (by `keras.callbacks.EarlyStopping`,
+      say) keeps the snapshots taken so far and warns how many of
+      `n_snapshots` that is.
 
     The optimizer given to `compile` must have a float learning rate (it is
     overwritten at every step).
@@ -352,9 +357,32 @@ class SnapshotEnsemble(ModelWrapper, keras.Model):
             self._state.callback = _EnsembleSnapshotCallback(self)
         callbacks = list(callbacks or []) + [self._state.callback]
         try:
-            return super().fit(*args, callbacks=callbacks, **kwargs)
+            history = super().fit(*args, callbacks=callbacks, **kwargs)
         finally:
             self._set_fitting(False)
+        self._warn_if_stopped_early()
+        return history
+
+    def _warn_if_stopped_early(self):
+        """Warns when `fit` returned before the last cycle end it laid out
+        (stopped by `EarlyStopping` or another `model.stop_training`)."""
+        callback = self._state.callback
+        cyclic = callback.schedule.cyclic
+        if callback._offset is None or cyclic is None:
+            return  # no epoch ran
+        trained = callback._iterations() - callback._offset
+        if trained > max(cyclic.cycle_end_steps):
+            return
+        warnings.warn(
+            f"SnapshotEnsemble '{self.name}': fit stopped after {trained} "
+            f"of its {cyclic.total_steps} steps, before the end of the last "
+            f"cycle: only {self._state.store.count} of the "
+            f"n_snapshots={self.n_snapshots} snapshots were taken. The "
+            "cycles are laid over all the epochs given to fit: to get every "
+            "snapshot, let fit run them all (no EarlyStopping), or give it "
+            "fewer epochs.",
+            stacklevel=3,  # the caller of `fit`
+        )
 
     # ------------------------------------------------------------ results
 
