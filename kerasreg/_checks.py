@@ -65,3 +65,15 @@ def boolean(name, value):
     if not isinstance(value, (bool, np.bool_)):
         raise invalid(name, value, "a boolean")
     return bool(value)
+
+
+def verbose(value, choices=(0, 1, 2)):
+    """A `verbose` argument among `choices` (integers, and `"auto"` where
+    listed); `True` and `False` count as 1 and 0. Returns an int or "auto"."""
+    if isinstance(value, (bool, np.bool_)):
+        value = int(value)
+    if is_integer(value) and int(value) in choices:
+        return int(value)
+    if isinstance(value, str) and value in choices:
+        return value
+    raise invalid("verbose", value, "one of " + ", ".join(map(repr, choices)))

@@ -135,6 +135,7 @@ def load(name, validation_split=0.1, seed=0, data_dir=None, verbose=0):
     assert len(x_train) + len(x_val) == 1438 and len(x_test) == 359
     ```
     """
+    verbose = _checks.verbose(verbose, (0, 1))
     splits, source = _load_with_source(name, validation_split, seed, data_dir)
     if verbose:
         print(f"kerasreg.datasets: {name} from {source}")

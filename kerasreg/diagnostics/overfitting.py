@@ -183,6 +183,7 @@ def overfitting_report(
     _checks.float_between("flat_threshold", flat_threshold, 0, 1)
     _checks.float_between("noise_threshold", noise_threshold, 0, 1)
     _checks.float_between("poor_accuracy", poor_accuracy, 0, 1, closed=(False, True))
+    verbose = _checks.verbose(verbose, (0, 1))
 
     loss = [float(v) for v in logs["loss"]]
     val_loss = [float(v) for v in logs["val_loss"]][: len(loss)]

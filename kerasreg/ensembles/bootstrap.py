@@ -116,6 +116,7 @@ def fit_bootstrap(
     if seed is not None:
         _checks.int_at_least("seed", seed, 0)
     check_combine(combine)
+    verbose = _checks.verbose(verbose, ("auto", 0, 1, 2))
     n = _n_rows(x)
     if _n_rows(y) != n:
         raise ValueError(
