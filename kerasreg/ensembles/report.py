@@ -154,8 +154,8 @@ def report(ensemble, x, y, batch_size=None, n_bins=15, calibration_data=None):
     less over-confident.
 
     Args:
-        ensemble: An `Ensemble`, a `MultiHeadEnsemble` or a
-            `SnapshotEnsemble`.
+        ensemble: An `Ensemble`, a `DeepEnsemble`, a `MultiHeadEnsemble`,
+            a `SnapshotEnsemble` or an `MCDropout`.
         x: Inputs.
         y: Integer labels (or one-hot rows).
         batch_size: Integer, rows per prediction batch. Defaults to `None`.
