@@ -1,12 +1,16 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
 
+from kerasreg import DeepEnsemble
 from kerasreg import Ensemble
 from kerasreg import MCDropout
 from kerasreg import SnapshotEnsemble
 from kerasreg.calibration import TemperatureScaling
 from kerasreg.ensembles.combine import probability_tolerance
+from kerasreg.ensembles.combine import probe_inputs
 from kerasreg.ensembles.combine import raise_if_logits
 from kerasreg.ensembles.combine import VOTE_NUDGE
 
@@ -244,6 +248,36 @@ def test_members_sharing_a_model_save_and_load(tmp_path, case):
         if isinstance(before, MCDropout):
             before, after = before.model, after.model
         np.testing.assert_allclose(_run(after, x), _run(before, x), atol=1e-7)
+
+
+def _dict_input_model(activation="softmax"):
+    """A functional model built from (and called with) a dict of inputs."""
+    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    h = keras.layers.Concatenate()([a, b])
+    h = keras.layers.Dropout(0.2)(keras.layers.Dense(4, activation="relu")(h))
+    out = keras.layers.Dense(3, activation=activation)(h)
+    return keras.Model({"a": a, "b": b}, out)
+
+
+DICT_INPUT_WRAPPERS = {
+    "Ensemble": lambda build: Ensemble([build()]),
+    "MCDropout": lambda build: MCDropout(build(), n_samples=2),
+    "DeepEnsemble": lambda build: DeepEnsemble(build, n_members=2),
+}
+
+
+@pytest.mark.parametrize("wrapper", list(DICT_INPUT_WRAPPERS))
+def test_the_logits_probe_feeds_a_dict_input_model_a_dict(wrapper):
+    make = DICT_INPUT_WRAPPERS[wrapper]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make(_dict_input_model)
+    # Keras warns when a model gets another structure than it was built with.
+    assert [str(w.message) for w in caught if w.category is UserWarning] == []
+    x = probe_inputs(_dict_input_model())
+    assert {k: v.shape for k, v in x.items()} == {"a": (4, 3), "b": (4, 2)}
+    with pytest.raises(ValueError, match="looks like logits"):
+        make(lambda: _dict_input_model(activation=None))
 
 
 @pytest.mark.parametrize(

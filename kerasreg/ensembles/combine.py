@@ -190,25 +190,35 @@ class FusedOutputs:
 
 
 def probe_inputs(model, rows=4):
-    """Random inputs for `model`, or None when its input shapes are unknown."""
+    """Random inputs for `model`, or None when its input shapes are unknown.
+
+    In the structure the model takes: a functional model's `input` (e.g. a
+    dict keyed by input names for a model built from a dict: Keras warns
+    about any other structure), else one array, or a list for several
+    inputs.
+    """
     try:
         specs = model.inputs
     except (AttributeError, ValueError):
         return None
     if not specs:
         return None
+    if any(d is None for spec in specs for d in spec.shape[1:]):
+        return None
+    if isinstance(model, keras.Function):
+        structure = model.input
+    else:
+        structure = specs[0] if len(specs) == 1 else specs
     rng = np.random.default_rng(0)
-    arrays = []
-    for spec in specs:
-        shape = tuple(spec.shape[1:])
-        if any(d is None for d in shape):
-            return None
+
+    def draw(spec):
+        shape = (rows,) + tuple(spec.shape[1:])
         dtype = keras.backend.standardize_dtype(spec.dtype)
         if "int" in dtype or dtype == "bool":
-            arrays.append(np.zeros((rows,) + shape, dtype=dtype))
-        else:
-            arrays.append(rng.normal(size=(rows,) + shape).astype(dtype))
-    return arrays[0] if len(arrays) == 1 else arrays
+            return np.zeros(shape, dtype=dtype)
+        return rng.normal(size=shape).astype(dtype)
+
+    return keras.tree.map_structure(draw, structure)
 
 
 def probe(model, fn=None):
