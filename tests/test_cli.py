@@ -318,41 +318,6 @@ def test_unwritable_out_is_one_line(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and err[0].startswith("kerasreg demo: error:")
 
 
-@pytest.mark.slow
-def test_demo_quick_writes_results_json(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert cli.main(["demo", "--quick", "--no-tune", "--out", str(out)]) == 0
-    report = json.loads((out / "results.json").read_text())
-    assert report["dataset"] == "digits"
-    assert report["epochs"] == demo.QUICK_EPOCHS
-    assert report["quick"] is True and report["tune"] is False
-    assert report["sizes"] == {"train": 1295, "val": 143, "test": 359}
-    methods = [r["method"] for r in report["results"]]
-    assert methods == [
-        "baseline MLP",
-        "+ Dropout, BN, He, step LR",
-        "+ WeightEMA (EMA weights)",
-        "SnapshotEnsemble (M=5)",
-        "snapshot weights averaged, BN re-estimated",
-        f"DeepEnsemble (M={demo.plan.DEEP_MEMBERS})",
-        f"+ temperature scaling (T={report['results'][-1]['temperature']:.2f})",
-    ]
-    for row in report["results"]:
-        # Two epochs of SGD on digits beat chance (0.1) by far.
-        assert 0.5 < row["test_accuracy"] <= 1.0, row
-        assert row["nll"] > 0 and 0 <= row["ece"] <= 1
-        # The snapshots' average and the scaled ensemble have no curves.
-        if row["method"] not in (methods[4], methods[6]):
-            assert len(report["histories"][row["method"]]["val_loss"]) == 2
-    for name in ("results.json", "learning_curves.png", "schedules.png"):
-        assert (out / name).stat().st_size > 0, name
-    stdout = capsys.readouterr().out
-    assert f"[1/{len(demo.STAGES)}] baseline MLP" in stdout
-    assert "CoarseToFine search of learning rate and L2, top-3 as an " \
-        "Ensemble: skipped (--no-tune)" in stdout
-    assert f"{report['results'][0]['test_accuracy']:.4f}" in stdout
-
-
 def test_demo_help_lists_the_stages_the_demo_runs(capsys):
     # One list: the help is written from kerasreg/demo/plan.py, which the
     # demo's STAGES are built from.
