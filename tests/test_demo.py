@@ -354,12 +354,14 @@ def test_quick_demo_stages_do_what_they_claim(tmp_path, capsys, monkeypatch):
     # Stages 3-5 change the stage-2 model's predictions.
     for method in methods[2:]:
         assert np.abs(recorder.rows[method][1] - base).max() > 1e-3, method
-    # The step schedule (stages 2, 3, 5): 0.05, times 0.3 after a quarter of
-    # the epochs (ceil(2 / 4) = 1 epoch).
+    # Stage 1 keeps its constant rate; the step schedule (stages 2, 3, 5):
+    # 0.05, times 0.3 after a quarter of the epochs (ceil(2 / 4) = 1 epoch).
     for method in (methods[1], methods[2], methods[5]):
         np.testing.assert_allclose(
             report["histories"][method]["learning_rate"], [0.05, 0.015],
             rtol=1e-6)
+    baseline = recorder.rows[methods[0]][0]
+    assert float(baseline.optimizer.learning_rate) == pytest.approx(0.05)
 
     # Stage 4: 5 snapshots, taken after the last step of each cycle of
     # ceil(42 / 5) = 9 of the 2 x ceil(1295 / 64) = 42 steps; the ensemble's
@@ -369,8 +371,9 @@ def test_quick_demo_stages_do_what_they_claim(tmp_path, capsys, monkeypatch):
     cycle = math.ceil(steps / 5)
     assert ensemble.snapshot_steps == [
         t for t in range(steps) if (t + 1) % cycle == 0 or t + 1 == steps]
-    assert len(ensemble.snapshot_steps) == 5
-    np.testing.assert_allclose(_mean_of_members(ensemble.snapshots, x_test),
+    snapshots = ensemble.snapshots
+    assert len(snapshots) == len(ensemble.snapshot_steps) == 5
+    np.testing.assert_allclose(_mean_of_members(snapshots, x_test),
                                probs, rtol=1e-4, atol=1e-6)
     # Stage 5: 3 members from different initializations; the ensemble is
     # their mean; temperature scaling is softmax(log p / T) with the T that
