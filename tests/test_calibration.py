@@ -14,6 +14,7 @@ from kerasreg.calibration import fit_temperature
 from kerasreg.calibration import optimal_temperature
 from kerasreg.calibration import plot_reliability
 from kerasreg.ensembles import report
+from test_ensemble import batch_normalized_member
 from test_ensemble import masked_lstm
 from test_ensemble import masked_scores
 from test_ensemble import masked_sequences
@@ -163,6 +164,42 @@ def test_fit_temperature_int_and_onehot_labels_and_round_trip(tmp_path):
     np.testing.assert_allclose(loaded.temperature, scaled.temperature, rtol=1e-6)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), scaled_p, atol=1e-6)
     assert [v.name for v in scaled.non_trainable_weights] == ["temperature"]
+
+
+def test_fit_temperature_predicts_in_batches_of_batch_size():
+    model, logits = batch_normalized_member(features=5, classes=4, scale=3.0)
+    x = _x(40)
+    y = _noisy_argmax(logits(x, 40), seed=4)
+    found = {}
+    for batch_size in (8, None):  # None: predict's 32
+        scaled = fit_temperature(model, x, y, batch_size=batch_size)
+        found[batch_size] = scaled.temperature
+        expected = _scipy_temperature(y, logits(x, batch_size or 32))
+        np.testing.assert_allclose(found[batch_size], expected, rtol=1e-4)
+    assert found[8] != pytest.approx(found[None], rel=1e-3)
+
+
+def test_apply_temperature_from_logits():
+    y, z = _data(n=20)
+    np.testing.assert_allclose(
+        apply_temperature(z, 2.5, from_logits=True),
+        _softmax(z / 2.5),
+        rtol=1e-12,
+    )
+    # One column of logits: the probability of class 1, sigmoid(z / T);
+    # a 1-D vector gives a 1-D result.
+    logit = z[:, :1]
+    expected = 1 / (1 + np.exp(-logit / 2.5))
+    np.testing.assert_allclose(
+        apply_temperature(logit, 2.5, from_logits=True), expected, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        apply_temperature(logit[:, 0], 2.5, from_logits=True),
+        expected[:, 0],
+        rtol=1e-12,
+    )
+    with pytest.raises(ValueError, match="argument `from_logits`"):
+        apply_temperature(z, 2.5, from_logits="yes")
 
 
 def test_fit_temperature_logits_model():

@@ -572,3 +572,32 @@ def test_keras_mask_flows_through_the_combination():
     out = _evaluate(ens, x, y)
     assert out["loss"] == pytest.approx(expected["loss"], abs=1e-5)
     assert out["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
+
+
+# ----------------------------------------------------- batch-dependent model
+
+
+def batch_normalized_member(features=4, classes=3, seed=0, scale=1.0):
+    """A softmax model whose inputs are scaled to a unit L2 norm along the
+    batch axis (its predictions follow the batch size), and its numpy twin:
+    the logits `f(x, batch_size)`."""
+    rng = np.random.default_rng(seed)
+    w = scale * rng.normal(size=(features, classes)).astype("float32")
+    b = rng.normal(size=(classes,)).astype("float32")
+    model = keras.Sequential(
+        [
+            keras.Input((features,)),
+            keras.layers.UnitNormalization(axis=0),
+            keras.layers.Dense(classes, activation="softmax"),
+        ]
+    )
+    model.set_weights([w, b])
+
+    def logits(x, batch_size):
+        x = x.astype(np.float64)
+        batches = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+        return np.concatenate(
+            [t / np.linalg.norm(t, axis=0) @ w + b for t in batches]
+        )
+
+    return model, logits

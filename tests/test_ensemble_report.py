@@ -8,6 +8,7 @@ import pytest
 from kerasreg import Ensemble
 from kerasreg import MultiHeadEnsemble
 from kerasreg.ensembles import report
+from test_ensemble import batch_normalized_member
 
 
 def _softmax(z):
@@ -38,14 +39,14 @@ def _data(n=60):
     return rng.normal(size=(n, 4)).astype("float32"), rng.integers(0, 3, size=n)
 
 
-def _expected_row(y, p):
+def _expected_row(y, p, n_bins=15):
     p = np.asarray(p, dtype=np.float64)
     n = len(y)
     conf, pred = p.max(1), p.argmax(1)
-    bins = np.clip(np.ceil(conf * 15).astype(int) - 1, 0, 14)
+    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
     ece = sum(
         abs(np.sum(pred[bins == b] == y[bins == b]) - np.sum(conf[bins == b]))
-        for b in range(15)
+        for b in range(n_bins)
     ) / n
     return {
         "accuracy": np.mean(pred == y),
@@ -93,6 +94,25 @@ def test_report_rows_against_numpy(monkeypatch):
     # Aligned: the header, rule and rows have the same width.
     assert len({len(line) for line in lines[:8]}) == 1
     assert f"disagreement: {table.disagreement:.4f}" in text
+
+
+def test_report_batch_size_and_n_bins():
+    pairs = [batch_normalized_member(seed=s) for s in range(2)]
+    x, y = _data()
+    table = report(Ensemble([m for m, _ in pairs]), x, y, batch_size=7, n_bins=4)
+    # The members predict in batches of 7 (their outputs depend on it).
+    probs = np.stack([_softmax(f(x, 7)) for _, f in pairs])
+    for i in range(2):
+        _assert_row(table.row(f"member {i}"), _expected_row(y, probs[i], 4))
+    _assert_row(table.row("mean"), _expected_row(y, probs.mean(0), 4))
+    # The parameter-averaged model too: its logits (linear in the weights)
+    # are the mean of the members', in batches of 7.
+    averaged = _softmax(np.mean([f(x, 7) for _, f in pairs], axis=0))
+    _assert_row(table.row("parameter-averaged"), _expected_row(y, averaged, 4))
+    # (With the default 15 bins the calibration error differs.)
+    assert _expected_row(y, probs.mean(0), 4)["ece"] != pytest.approx(
+        _expected_row(y, probs.mean(0))["ece"], abs=1e-3
+    )
 
 
 def test_parameter_averaged_row_uses_average_weights(monkeypatch):
