@@ -680,3 +680,28 @@ def test_saturation_threshold_and_bound_margin_decide_the_flag():
     assert found == [("t", "saturated", pytest.approx(0.7))]
     found, _ = flags(bound_margin=0.5, saturation_threshold=0.75)
     assert found == []
+
+
+def test_dead_threshold_decides_the_flag():
+    # Four ReLU units, weight 1 and biases 0, 0, -10, -10: on inputs in
+    # [-1, 1] the last two are zero on the whole sample, half the units.
+    x = np.linspace(-1, 1, 6, dtype="float32")[:, None]
+    model = keras.Sequential([
+        keras.Input((1,)),
+        keras.layers.Dense(4, activation="relu", name="r",
+                           kernel_initializer="ones",
+                           bias_initializer=keras.initializers.Constant(
+                               [0.0, 0.0, -10.0, -10.0]))])
+
+    def flags(**kwargs):
+        hist = ActivationHistograms(x, gradients=False, **kwargs)
+        hist.set_model(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = hist.capture()
+        dead = np.mean(np.all(hist.activations["r"] <= 0, axis=0))
+        assert dead == 0.5
+        return found
+
+    assert flags() == []  # 0.5 is not above the default 0.5
+    assert flags(dead_threshold=0.4) == [("r", "dead", 0.5)]
