@@ -51,7 +51,7 @@ T_MAX = 1e2
 _SUM_TOL = 1e-2
 
 
-def probability_floor(dtype):
+def _probability_floor(dtype):
     """The smallest positive normal float of `dtype` (float64's for a dtype
     that is not a float: integers, Python lists)."""
     try:
@@ -67,9 +67,9 @@ def _as_logits(outputs, from_logits):
     One column is a binary problem: probabilities `p` give
     `[log(1 - p), log p]`, logits `z` give `[0, z]`. Probabilities are
     clipped at the smallest positive normal float of their dtype
-    (`probability_floor`) before the log.
+    (`_probability_floor`) before the log.
     """
-    floor = probability_floor(getattr(outputs, "dtype", "float64"))
+    floor = _probability_floor(getattr(outputs, "dtype", "float64"))
     out = np.asarray(outputs, dtype=np.float64)
     if out.ndim == 1:
         out = out[:, None]
@@ -291,6 +291,11 @@ class TemperatureScaling(ModelWrapper, keras.Model):
     probabilities. Build it with `fit_temperature`, which fits `T` on a
     validation set (Guo et al., 2017).
 
+    `log p` is exact to the dtype's precision: `p` is clipped only at the
+    smallest positive normal float of its dtype (a softmax's underflow to
+    0), as `fit_temperature` does. The model's Keras mask
+    (`Embedding(mask_zero=True)`, `Masking`) stays on the output.
+
     The temperature is a non-trainable variable of the model, so it is
     saved with it (`.keras` files keep the wrapped model too).
 
@@ -359,8 +364,8 @@ class TemperatureScaling(ModelWrapper, keras.Model):
             z = out
         else:
             # As `fit_temperature`: clipped only at the dtype's smallest
-            # positive normal float (`probability_floor`).
-            floor = probability_floor(out.dtype)
+            # positive normal float (`_probability_floor`).
+            floor = _probability_floor(out.dtype)
             z = ops.log(ops.clip(out, floor, 1.0))
             if out.shape[-1] == 1:
                 z = z - ops.log(ops.clip(1.0 - out, floor, 1.0))

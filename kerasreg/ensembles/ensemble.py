@@ -253,6 +253,10 @@ class Ensemble(MemberPredictions, keras.Model):
     `Ensemble` is a `keras.Model` whose `call` runs every member on the input
     and combines their outputs, so that `predict` and `evaluate` run all
     members in one compiled call, not a Python loop of `member.predict`.
+    The members' Keras mask (`Embedding(mask_zero=True)`, `Masking`) stays
+    on the combined output, so losses and metrics leave padded steps out,
+    as for the members themselves. Members may share a model (e.g.
+    `[TemperatureScaling(m), m]`): a `.keras` file loads it shared again.
 
     Args:
         members: List of Keras models with the same input and output shapes,
