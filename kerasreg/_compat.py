@@ -137,6 +137,35 @@ def compiled_loss(model):
     return model._compile_loss
 
 
+def scale_loss_for_distribution(value):
+    """`value` as one replica's share of a loss (`keras.src.losses.loss`).
+
+    Under `tf.distribute`, Keras divides each replica's loss by the number
+    of replicas (in every `Loss` with a mean reduction, and in
+    `Trainer._aggregate_additional_loss` for the regularization losses), so
+    that the replicas' summed gradients are those of the mean loss. A model
+    that adds the regularization losses itself (`DeepEnsemble`) must scale
+    them the same way; Keras exposes no public function for it. The identity
+    on other backends and outside a strategy.
+    """
+    from keras.src.losses import loss
+
+    return loss.scale_loss_for_distribution(value)
+
+
+def unscale_loss_for_distribution(value):
+    """The inverse of `scale_loss_for_distribution` (`keras.src.losses.loss`).
+
+    Keras records a replica's loss in its loss trackers unscaled (as
+    `Model.train_step` does); a model updating its own trackers
+    (`DeepEnsemble`'s per-member losses) must do the same, or they log the
+    loss divided by the number of replicas.
+    """
+    from keras.src.losses import loss
+
+    return loss.unscale_loss_for_distribution(value)
+
+
 @contextlib.contextmanager
 def marked_uncompiled(model):
     """Sets `model.compiled` to False while inside.

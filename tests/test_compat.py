@@ -197,6 +197,21 @@ def test_compiled_loss():
     )
 
 
+def test_scale_and_unscale_loss_for_distribution():
+    # Outside a strategy (and on every backend but tensorflow) both are the
+    # identity; their effect under `tf.distribute.MirroredStrategy` is
+    # checked in tests/test_deep_ensemble.py (two devices vs one).
+    from keras.src.losses import loss as loss_module
+
+    for name in ("scale_loss_for_distribution",
+                 "unscale_loss_for_distribution"):
+        _has(loss_module, name, f"keras.src.losses.loss.{name}")
+    value = keras.ops.convert_to_tensor(2.5)
+    for fn in (_compat.scale_loss_for_distribution,
+               _compat.unscale_loss_for_distribution):
+        assert float(keras.ops.convert_to_numpy(fn(value))) == 2.5
+
+
 def test_marked_uncompiled():
     model = _dense_model()
     model.compile(optimizer="sgd", loss="mse")

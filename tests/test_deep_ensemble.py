@@ -1,5 +1,9 @@
+import json
 import math
 import os
+import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -203,6 +207,32 @@ def test_logs_mean_loss_and_member_losses():
     np.testing.assert_allclose(history["val_loss"][0], _nll(combined, y),
                                rtol=1e-5)
     assert not any(k.startswith("val_loss_member") for k in history)
+
+
+@pytest.mark.slow
+def test_two_devices_train_exactly_like_one():
+    """Data-parallel fit (2 devices) == the same fit on 1 device.
+
+    tensorflow: `tf.distribute.MirroredStrategy` over two logical CPUs;
+    jax: `keras.distribution.DataParallel` over two host devices. The devices
+    must exist before the backend starts, hence the subprocess. The members
+    have an L2 penalty: each replica's share of it must be scaled like
+    Keras' own losses, and the logged member losses unscaled.
+    """
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        pytest.skip(f"no data-parallel set-up here for backend={backend}")
+    script = pathlib.Path(__file__).with_name("_distributed_deep_ensemble.py")
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    run = subprocess.run([sys.executable, str(script)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["weight_gap"] < 1e-5
+    one, two = result["logs_one"], result["logs_two"]
+    assert sorted(one) == sorted(two)
+    for key in one:
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-5, err_msg=key)
 
 
 # Inference --------------------------------------------------------------

@@ -339,11 +339,16 @@ class DeepEnsemble(FusedOutputs, MemberPredictions, keras.Model):
                 sample_weight=sample_weight,
                 training=training,
             )
+        # Under `tf.distribute` each replica returns its share of the loss:
+        # Keras' losses come scaled by 1 / replicas, and the regularization
+        # losses are scaled here as Keras does (`_aggregate_additional_loss`).
+        extra = self._regularization(self.losses)
+        if extra is not None:
+            extra = _compat.scale_loss_for_distribution(extra)
         if not self._is_stacked(y_pred):
             # Evaluation: the combined prediction's loss, plus the mean of
             # the members' regularization losses.
             loss = compiled_loss(y, y_pred, sample_weight)
-            extra = self._regularization(self.losses)
             if extra is not None:
                 extra = extra / self.n_members
                 loss = extra if loss is None else loss + extra
@@ -357,13 +362,15 @@ class DeepEnsemble(FusedOutputs, MemberPredictions, keras.Model):
                 y, self._member_output(y_pred, i), weights[i]
             )
             member_losses.append(loss)
+            # Logged unscaled, as Keras' own loss tracker.
+            logged = _compat.unscale_loss_for_distribution(loss)
             own = self._regularization(self._branches[i].losses)
-            logged = loss if own is None else loss + own
+            if own is not None:
+                logged = logged + own
             self.member_loss_trackers[i].update_state(
                 logged, sample_weight=batch
             )
         total = ops.sum(ops.stack(member_losses))
-        extra = self._regularization(self.losses)
         if extra is not None:
             total = total + extra
         # Value: the mean member loss (what `loss` logs). Gradient: that of
