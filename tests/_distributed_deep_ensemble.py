@@ -6,7 +6,7 @@ CPU devices and `tf.distribute.MirroredStrategy`; on jax, two host devices
 (`XLA_FLAGS=--xla_force_host_platform_device_count=2`, set here before jax
 is imported) and `keras.distribution.DataParallel`. Prints one JSON line:
 the largest absolute difference between the two fits' weights, and the
-final losses.
+two fits' logs (training and validation).
 """
 
 import json
@@ -35,26 +35,33 @@ import kerasreg  # noqa: E402
 
 
 def _scope(n_devices):
-    """Where the model is built and compiled: `n_devices` replicas, or none."""
+    """Where the model is built and compiled: 2 replicas, or the default."""
     if n_devices == 1:
         return contextlib.nullcontext()
     if BACKEND == "tensorflow":
-        return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope()
-    keras.distribution.set_distribution(keras.distribution.DataParallel())
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        assert strategy.num_replicas_in_sync == 2
+        return strategy.scope()
+    devices = keras.distribution.list_devices()
+    assert len(devices) == 2, devices
+    distribution = keras.distribution.DataParallel(devices=devices)
+    keras.distribution.set_distribution(distribution)
     return contextlib.nullcontext()
+
+
+def build():
+    # An L2 penalty: each replica adds its share of it (Keras scales it).
+    return keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(8, activation="relu",
+                           kernel_regularizer=keras.regularizers.L2(0.05)),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
 
 
 def fit(n_devices, x, y):
     with _scope(n_devices):
-        ens = kerasreg.DeepEnsemble(
-            lambda: keras.Sequential([
-                keras.Input((x.shape[1],)),
-                keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(0.05)),
-                keras.layers.Dense(3, activation="softmax"),
-            ]),
-            n_members=2,
-            seed=0,
-        )
+        ens = kerasreg.DeepEnsemble(build, n_members=2, seed=0)
         ens.compile(keras.optimizers.SGD(0.1, momentum=0.9),
                     "sparse_categorical_crossentropy", metrics=["accuracy"])
     history = ens.fit(x, y, batch_size=8, epochs=2, shuffle=False,

@@ -173,6 +173,17 @@ class DeepEnsemble(FusedOutputs, MemberPredictions, keras.Model):
     (mixed precision) a step is skipped for every member when any gradient
     overflows.
 
+    Keras masks (`Embedding(mask_zero=True)`, `Masking`) are honoured: each
+    member's loss leaves out the padding it would leave out alone, and so do
+    the loss and metrics of the combined prediction. Under
+    `tf.distribute.MirroredStrategy` or `keras.distribution.DataParallel`,
+    the loss and its regularization are split between the replicas as Keras
+    splits them, so such a fit equals the one-device fit, except where Keras'
+    own layers differ per replica too (batch statistics; and under
+    `MirroredStrategy` every replica draws the same random numbers, so
+    dropout masks and the bootstrap weights repeat across the replicas'
+    slices of the batch).
+
     Online bootstrap (`bootstrap="poisson"`): at every step, each member
     weighs each example by its own independent Poisson(1) draw, the online
     approximation of training each member on a bootstrap resample (Oza and
