@@ -189,3 +189,35 @@ def test_softmax_heads_accepted_under_mixed_precision(policy):
         np.testing.assert_allclose(np.asarray(out, np.float64), expected, atol=atol)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_training_loss_leaves_the_keras_mask_out():
+    """Each head's training loss skips the padded steps, as a model's own
+    loss does: the sum over heads of the masked mean cross-entropy."""
+    keras.utils.set_random_seed(0)
+    trunk = keras.Sequential(
+        [
+            keras.Input((5,), dtype="int32"),
+            keras.layers.Embedding(7, 4, mask_zero=True),
+            keras.layers.Dense(6, activation="tanh"),
+        ],
+        name="trunk",
+    )
+    model = MultiHeadEnsemble(
+        trunk, lambda: keras.layers.Dense(3, activation="softmax"), n_heads=2
+    )
+    model.compile(loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 7, size=(6, 5)).astype("int32")
+    x[:, 3:] = 0  # right padding
+    x[0, 1:] = 0
+    y = rng.integers(0, 3, size=(6, 5))
+    stacked = model(x, training=True)
+    loss = float(model.compute_loss(x, y, stacked, training=True))
+    probs = np.asarray(keras.ops.convert_to_numpy(stacked))  # (N, heads, T, C)
+    valid = x != 0
+    expected = 0.0
+    for i in range(2):
+        p = np.take_along_axis(probs[:, i], y[..., None], axis=-1)[..., 0]
+        expected += -np.log(p[valid]).mean()
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)

@@ -170,18 +170,20 @@ class MultiHeadEnsemble(FusedOutputs, keras.Model):
             )
         # Head 0 through the standard path (which also adds the
         # regularization losses, once), the other heads through the same
-        # compiled loss.
+        # compiled loss; each head's output with its Keras mask.
         total = super().compute_loss(
             x=x,
             y=y,
-            y_pred=y_pred[:, 0],
+            y_pred=self._member_output(y_pred, 0),
             sample_weight=sample_weight,
             training=training,
         )
         compiled_loss = _compat.compiled_loss(self)
         if compiled_loss is not None:
             for i in range(1, self.n_heads):
-                loss = compiled_loss(y, y_pred[:, i], sample_weight)
+                loss = compiled_loss(
+                    y, self._member_output(y_pred, i), sample_weight
+                )
                 if loss is not None:
                     total = total + loss
         return total
