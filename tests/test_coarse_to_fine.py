@@ -349,21 +349,6 @@ def test_seed_zero_is_a_real_seed(tmp_path):
     assert oracle.seed == 0
 
 
-@pytest.mark.parametrize("verbose", [0, 1])
-def test_stage_lines_follow_search_verbose(verbose, tmp_path, capsys):
-    # Library code prints only when asked: `search(verbose=0)` (Keras
-    # Tuner's own switch) silences the oracle's "stage i/n" lines too.
-    tuner = make_tuner(tmp_path, stages=((3, 1), (2, 2)))
-    tuner.search(verbose=verbose)
-    lines = [
-        line for line in capsys.readouterr().out.splitlines()
-        if line.startswith("CoarseToFine: stage")
-    ]
-    assert len(lines) == (1 if verbose else 0)
-    if verbose:
-        assert lines[0].startswith("CoarseToFine: stage 2/2 (2 trials x 2 epochs)")
-
-
 # --- Keras Tuner's options, as CoarseToFine passes them on -----------------
 
 
