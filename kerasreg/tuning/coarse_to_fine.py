@@ -139,9 +139,11 @@ class CoarseToFineOracle(keras_tuner.Oracle):
         margin: Float >= 0. Fraction of the top-k span added on each side.
             Defaults to `0.25`.
         seed: Optional integer >= 0, the random seed.
-        hyperparameters, allow_new_entries, tune_new_entries,
-        max_retries_per_trial, max_consecutive_failed_trials: as for
-            `keras_tuner.Oracle`.
+        hyperparameters: As for `keras_tuner.Oracle`.
+        allow_new_entries: As for `keras_tuner.Oracle`.
+        tune_new_entries: As for `keras_tuner.Oracle`.
+        max_retries_per_trial: As for `keras_tuner.Oracle`.
+        max_consecutive_failed_trials: As for `keras_tuner.Oracle`.
 
     Example:
 
@@ -548,9 +550,11 @@ class CoarseToFine(keras_tuner.Tuner):
         stop_on_divergence: `True` (a default `StopOnDivergence()`), `False`,
             or a configured `StopOnDivergence` (copied for every trial).
             Defaults to `True`.
-        hyperparameters, tune_new_entries, allow_new_entries,
-        max_retries_per_trial, max_consecutive_failed_trials: as for
-            `keras_tuner.RandomSearch`.
+        hyperparameters: As for `keras_tuner.RandomSearch`.
+        tune_new_entries: As for `keras_tuner.RandomSearch`.
+        allow_new_entries: As for `keras_tuner.RandomSearch`.
+        max_retries_per_trial: As for `keras_tuner.RandomSearch`.
+        max_consecutive_failed_trials: As for `keras_tuner.RandomSearch`.
         **kwargs: Passed to `keras_tuner.Tuner` (`directory`,
             `project_name`, `overwrite`, `executions_per_trial`, ...).
             There is no `max_trials`: the number of trials is the sum of
