@@ -9,14 +9,14 @@ PYTEST_ARGS ?=
 # Tests run in parallel processes (pytest-xdist), one per core, at most 4.
 PYTEST := -m pytest -q -n auto --maxprocesses=4
 
-.PHONY: demo test test-tensorflow test-jax test-compat bench fashion-mnist clean
+.PHONY: demo test test-tensorflow test-jax test-compat bench fashion-mnist docs docs-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
 $(VENV)/.installed: $(PY) pyproject.toml
-	$(PY) -m pip install -q -e ".[test,demo,tuner,plot,jax]" $(TF_PKG)
+	$(PY) -m pip install -q -e ".[test,demo,tuner,plot,jax,docs]" $(TF_PKG)
 	touch $@
 
 demo: $(VENV)/.installed
@@ -119,5 +119,50 @@ fashion-mnist:
 		exit 1; \
 	fi
 
+# The docs site (docs/ + mkdocs.yml): `make docs` builds it into site/ with
+# --strict (a broken link or anchor, a page left out of the nav or a docstring
+# that mkdocstrings cannot parse fails the build), offline: no fonts or
+# plugins fetched. Open site/index.html. It needs only the `docs` extra (the
+# API pages are read from the sources, kerasreg is not imported).
+# `make docs-check` (not part of `make test`) also takes screenshots of the
+# home page, a guide and an API page with headless Chromium (Debian's package
+# chromium, installed with apt-get when run as root) into site/screenshots/,
+# and fails if one is missing or blank; look at them.
+DOCS_PAGES := index guides/ensembles api/ensembles
+DOCS_SHOTS := site/screenshots
+CHROMIUM := chromium --headless --no-sandbox --disable-gpu \
+	--disable-background-networking --disable-component-update --disable-sync \
+	--no-first-run --window-size=1280,2000
+
+$(VENV)/.docs-installed: $(PY) pyproject.toml
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
+
+docs-check: docs
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			set -e; \
+			apt-get update -q; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+		else \
+			echo "make docs-check needs Chromium: sudo apt-get install chromium (Debian/Ubuntu)"; \
+			exit 1; \
+		fi; \
+	fi
+	@mkdir -p $(DOCS_SHOTS)
+	@set -e; for page in $(DOCS_PAGES); do \
+		png=$(DOCS_SHOTS)/$$(echo $$page | tr / -).png; \
+		rm -f $$png; \
+		timeout 120 $(CHROMIUM) --screenshot=$$png "file://$(CURDIR)/site/$$page.html" >/dev/null 2>&1 || true; \
+		size=$$(wc -c < $$png 2>/dev/null || echo 0); \
+		if [ "$$size" -lt 50000 ]; then \
+			echo "docs-check: no screenshot, or a blank one ($$size bytes), of site/$$page.html"; exit 1; \
+		fi; \
+		echo "site/$$page.html -> $$png ($$size bytes)"; \
+	done
+
 clean:
-	rm -rf $(VENV) $(COMPAT) build *.egg-info
+	rm -rf $(VENV) $(COMPAT) build *.egg-info site
