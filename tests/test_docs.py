@@ -14,6 +14,7 @@
 """
 
 import importlib
+import importlib.util
 import os
 import pathlib
 import re
@@ -209,18 +210,36 @@ def _resolve(path):
     raise ImportError(path)
 
 
+def _api_entries():
+    """`(path, members)` of each `::: path` of docs/api/: `members` is the
+    list under its `members:` option, `[]` for `members: false`, else None."""
+    entries = []
+    for page in sorted((DOCS / "api").glob("*.md")):
+        for m in re.finditer(r"^::: (\S+)\n((?:[ ]{4}.*\n)*)",
+                             page.read_text(), flags=re.M):
+            options = m[2]
+            members = None
+            if re.search(r"^\s+members: false$", options, flags=re.M):
+                members = []
+            elif listed := re.search(r"^\s+members:\n((?:\s+- \S+\n)+)",
+                                     options, flags=re.M):
+                members = re.findall(r"- (\S+)", listed[1])
+            entries.append((m[1], members))
+    return entries
+
+
 def test_api_reference_covers_every_public_name():
     pytest.importorskip("keras_tuner")  # CoarseToFine's entry imports it
-    import kerasreg
+    import kerasreg  # noqa: F401
 
     documented = set()
-    for page in sorted((DOCS / "api").glob("*.md")):
-        for path in re.findall(r"^::: (\S+)$", page.read_text(), flags=re.M):
-            obj = _resolve(path)
-            documented.add(id(obj))
-            if isinstance(obj, types.ModuleType):
-                # A whole module's entry shows its public names.
-                documented.update(id(getattr(obj, n)) for n in _public_names(obj))
+    for path, members in _api_entries():
+        obj = _resolve(path)
+        documented.add(id(obj))
+        if isinstance(obj, types.ModuleType):
+            # A whole module's entry shows its public names, or those listed.
+            names = _public_names(obj) if members is None else members
+            documented.update(id(getattr(obj, n)) for n in names)
     missing = []
     for module_name in ("kerasreg",) + tuple(
             f"kerasreg.{name}" for name in SUBPACKAGES):
@@ -272,3 +291,29 @@ def test_docs_build_strict_offline(tmp_path):
     assert (site / "calibration_fashion_mnist_tensorflow.png").exists()
     # benchmarks/RESULTS.md is included, not copied by hand.
     assert 'id="keras-compatibility"' in (site / "benchmarks.html").read_text()
+
+
+def test_call_arguments_sections_become_lists():
+    pytest.importorskip("griffe", reason="the docs extra: pip install -e '.[docs]'")
+    spec = importlib.util.spec_from_file_location(
+        "keras_sections", DOCS / "_griffe" / "keras_sections.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    doc = (
+        "Summary.\n\n"
+        "Args:\n    rate: Float.\n\n"
+        "Call arguments:\n"
+        "    inputs: Input tensor.\n"
+        "    training: Python boolean, whether the layer\n"
+        "        behaves in training mode.\n\n"
+        "Example:\n\n    x: not an argument.\n"
+    )
+    assert module.call_arguments_as_list(doc) == (
+        "Summary.\n\n"
+        "Args:\n    rate: Float.\n\n"
+        "Call arguments:\n"
+        "    - `inputs`: Input tensor.\n"
+        "    - `training`: Python boolean, whether the layer\n"
+        "        behaves in training mode.\n\n"
+        "Example:\n\n    x: not an argument.\n"
+    )
