@@ -44,6 +44,11 @@ def _kept_section(text):
     return "" if start < 0 else "\n" + text[start:].rstrip("\n") + "\n"
 
 
+def _cell(value):
+    """A Markdown table cell: a `|` in the text (`max |p - q|`) is escaped."""
+    return str(value).replace("|", "\\|")
+
+
 def _write_markdown(results):
     path = HERE / "RESULTS.md"
     kept = _kept_section(path.read_text()) if path.exists() else ""
@@ -61,11 +66,9 @@ def _write_markdown(results):
     ]
     for backend in sorted(results):
         for row in results[backend]["rows"]:
-            lines.append(
-                f"| {row['area']} | {row['figure']} | {row['value']} | "
-                f"{row['target']} | {row['machine']} | {backend} | {row['date']} | "
-                f"{row.get('note', '')} |"
-            )
+            cells = [row["area"], row["figure"], row["value"], row["target"],
+                     row["machine"], backend, row["date"], row.get("note", "")]
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     path.write_text("\n".join(lines) + "\n" + kept)
 
 

@@ -33,6 +33,20 @@ def test_write_markdown_keeps_the_keras_compatibility_section(tmp_path, monkeypa
     assert (tmp_path / "RESULTS.md").read_text() == text
 
 
+def test_write_markdown_escapes_pipes_in_cells(tmp_path, monkeypatch):
+    # Regression: a note with `max |p - q|` cut the table's last column.
+    run = _load_run()
+    monkeypatch.setattr(run, "HERE", tmp_path)
+    row = {
+        "area": "a", "figure": "f", "value": 1.0, "target": "t", "machine": "m",
+        "date": "d", "note": "max |p - q| 3e-07",
+    }
+    run._write_markdown({"jax": {"rows": [row]}})
+    line = (tmp_path / "RESULTS.md").read_text().splitlines()[-1]
+    assert line == "| a | f | 1.0 | t | m | jax | d | max \\|p - q\\| 3e-07 |"
+    assert len(line.replace("\\|", "").split("|")) == 10  # 8 cells
+
+
 def test_write_markdown_without_a_section(tmp_path, monkeypatch):
     run = _load_run()
     monkeypatch.setattr(run, "HERE", tmp_path)
